@@ -1,0 +1,1 @@
+"""zmqmon bridge: the ZeroMQ stream as WebSocket subscriptions, with health, metrics, dashboard."""

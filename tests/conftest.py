@@ -1,0 +1,41 @@
+"""Shared test helpers: fixtures on disk, free ports, polling waits (never fixed sleeps)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+T = TypeVar("T")
+
+
+def reducer_fixtures() -> list[dict[str, Any]]:
+    """The event fixtures shared by the Python reducer, the widget and the browser's reducer.js."""
+    return [json.loads(p.read_text()) for p in sorted((FIXTURES / "reducer").glob("*.json"))]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (tests bind loopback only)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.01, message: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)

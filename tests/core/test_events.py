@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import reducer_fixtures
+from zmqmon.core.events import EVENT_TYPES, event_to_dict, parse_event
+from zmqmon.errors import ProtocolError
+
+ALL_EVENTS = [e for f in reducer_fixtures() for e in f["events"]]
+
+
+def test_fixtures_cover_every_event_type() -> None:
+    assert {e["type"] for e in ALL_EVENTS} == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("raw", ALL_EVENTS, ids=lambda e: f"{e['executionId']}-{e['seq']}")
+def test_parse_then_dump_is_identity_on_wire_dicts(raw: dict) -> None:
+    event = parse_event(raw)
+    dumped = event_to_dict(event)
+    for key in ("type", "executionId", "workflowId", "timestamp", "seq"):
+        assert dumped[key] == raw[key]
+    assert parse_event(dumped) == event
+    for key, value in raw["data"].items():
+        if key != "agents":  # agents gain their default dependsOn: []
+            assert dumped["data"][key] == value
+
+
+def test_snake_case_attributes() -> None:
+    event = parse_event(next(e for e in ALL_EVENTS if e["type"] == "agent:completed"))
+    assert event.data.agent_name  # type: ignore[union-attr]
+    assert event.execution_id.startswith("exec-")
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ({"type": "agent:exploded"}, "does not match any of the expected tags"),
+        ({"seq": 0}, "seq: Input should be greater than or equal to 1"),
+        ({"timestamp": "2026-11-25 10:00:00"}, "timestamp: String should match pattern"),
+        ({"executionId": ""}, "executionId: String should have at least 1 character"),
+        ({"data": {"agentId": "a", "agentName": "A", "progress": 101}}, "data.progress"),
+        ({"data": {"agentName": "A", "progress": 1}}, "data.agentId: Field required"),
+    ],
+)
+def test_invalid_events_name_the_field(patch: dict, fragment: str) -> None:
+    raw = dict(next(e for e in ALL_EVENTS if e["type"] == "agent:progress"), **patch)
+    with pytest.raises(ProtocolError, match=fragment.replace("(", r"\(")):
+        parse_event(raw)
+
+
+def test_extra_data_keys_are_kept() -> None:
+    raw = next(e for e in ALL_EVENTS if e["type"] == "agent:started")
+    event = parse_event({**raw, "data": {**raw["data"], "host": "n1"}})
+    assert event_to_dict(event)["data"]["host"] == "n1"

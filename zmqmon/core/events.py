@@ -1,0 +1,348 @@
+"""Event models: the nine execution events of the contract, as typed pydantic v2 models.
+
+On the wire an event is camelCase JSON (``executionId``, ``agentName`` …); in Python the same
+fields are snake_case attributes (``event.execution_id``, ``event.data.agent_name``). ``data``
+is typed per event type and allows extra keys, as the contract does.
+
+Publishing is a hot path, so the publisher builds plain dicts (:func:`build_event_dict`) and never
+goes through these models; receivers validate with :func:`parse_event`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal, TypeAlias, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
+
+from zmqmon.errors import ProtocolError
+
+__all__ = [
+    "EVENT_TYPES",
+    "TERMINAL_TYPES",
+    "AgentCompleted",
+    "AgentCompletedData",
+    "AgentFailed",
+    "AgentFailedData",
+    "AgentInfo",
+    "AgentProgress",
+    "AgentProgressData",
+    "AgentStarted",
+    "AgentStartedData",
+    "Event",
+    "EventType",
+    "ExecutionCancelled",
+    "ExecutionCancelledData",
+    "ExecutionCompleted",
+    "ExecutionCompletedData",
+    "ExecutionFailed",
+    "ExecutionFailedData",
+    "ExecutionProgress",
+    "ExecutionProgressData",
+    "ExecutionStarted",
+    "ExecutionStartedData",
+    "build_event_dict",
+    "event_to_dict",
+    "format_timestamp",
+    "parse_event",
+    "validation_message",
+]
+
+EventType: TypeAlias = Literal[
+    "execution:started",
+    "execution:progress",
+    "execution:completed",
+    "execution:failed",
+    "execution:cancelled",
+    "agent:started",
+    "agent:progress",
+    "agent:completed",
+    "agent:failed",
+]
+
+EVENT_TYPES: Final[tuple[str, ...]] = (
+    "execution:started",
+    "execution:progress",
+    "execution:completed",
+    "execution:failed",
+    "execution:cancelled",
+    "agent:started",
+    "agent:progress",
+    "agent:completed",
+    "agent:failed",
+)
+
+TERMINAL_TYPES: Final[frozenset[str]] = frozenset(
+    {"execution:completed", "execution:failed", "execution:cancelled"}
+)
+
+_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+
+Percent = Annotated[int, Field(ge=0, le=100)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="allow"
+    )
+
+
+# --- data, one model per event type ---------------------------------------------------------
+
+
+class AgentInfo(_Model):
+    """An agent as announced in ``execution:started`` (zmqmon's addition to the contract)."""
+
+    agent_id: str
+    agent_name: str
+    depends_on: list[str] = Field(default_factory=list)
+
+
+class ExecutionStartedData(_Model):
+    """``execution:started``: the workflow's name, its agent count and the user who ran it."""
+
+    workflow_name: str
+    agent_count: NonNegativeInt
+    user_id: str | None = None
+    agents: list[AgentInfo] | None = None
+
+
+class ExecutionProgressData(_Model):
+    """``execution:progress``: overall progress and the agent currently reporting."""
+
+    progress: Percent
+    current_agent: str | None = None
+
+
+class ExecutionCompletedData(_Model):
+    """``execution:completed``: wall time and every agent's result (agent id → result)."""
+
+    duration_ms: NonNegativeInt
+    results: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionFailedData(_Model):
+    """``execution:failed``: the error, its type, and the agent at fault (None if none)."""
+
+    error: str
+    error_type: str = "Exception"
+    agent_id: str | None = None
+    duration_ms: NonNegativeInt | None = None
+
+
+class ExecutionCancelledData(_Model):
+    """``execution:cancelled``: why it was cancelled."""
+
+    reason: str = ""
+
+
+class AgentStartedData(_Model):
+    """``agent:started``."""
+
+    agent_id: str
+    agent_name: str
+
+
+class AgentProgressData(_Model):
+    """``agent:progress``: an agent's own progress and an optional message."""
+
+    agent_id: str
+    agent_name: str
+    progress: Percent
+    message: str | None = None
+
+
+class AgentCompletedData(_Model):
+    """``agent:completed``: the agent's (JSON-safe) result and its duration."""
+
+    agent_id: str
+    agent_name: str
+    result: Any = None
+    duration_ms: NonNegativeInt | None = None
+
+
+class AgentFailedData(_Model):
+    """``agent:failed``: the error message and its type (exception class name)."""
+
+    agent_id: str
+    agent_name: str
+    error: str
+    error_type: str = "Exception"
+    duration_ms: NonNegativeInt | None = None
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class _EventBase(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+    execution_id: Annotated[str, Field(min_length=1)]
+    workflow_id: str
+    timestamp: Annotated[str, Field(pattern=_TIMESTAMP_PATTERN)]
+    seq: Annotated[int, Field(ge=1)]
+
+    @property
+    def time(self) -> datetime:
+        """The timestamp as an aware UTC datetime."""
+        return datetime.strptime(self.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``execution:completed|failed|cancelled``."""
+        return self.type in TERMINAL_TYPES  # type: ignore[attr-defined]
+
+
+class ExecutionStarted(_EventBase):
+    """An execution began."""
+
+    type: Literal["execution:started"]
+    data: ExecutionStartedData
+
+
+class ExecutionProgress(_EventBase):
+    """An execution's overall progress moved."""
+
+    type: Literal["execution:progress"]
+    data: ExecutionProgressData
+
+
+class ExecutionCompleted(_EventBase):
+    """An execution completed (terminal)."""
+
+    type: Literal["execution:completed"]
+    data: ExecutionCompletedData
+
+
+class ExecutionFailed(_EventBase):
+    """An execution failed (terminal)."""
+
+    type: Literal["execution:failed"]
+    data: ExecutionFailedData
+
+
+class ExecutionCancelled(_EventBase):
+    """An execution was cancelled (terminal)."""
+
+    type: Literal["execution:cancelled"]
+    data: ExecutionCancelledData
+
+
+class AgentStarted(_EventBase):
+    """An agent began."""
+
+    type: Literal["agent:started"]
+    data: AgentStartedData
+
+
+class AgentProgress(_EventBase):
+    """An agent reported progress."""
+
+    type: Literal["agent:progress"]
+    data: AgentProgressData
+
+
+class AgentCompleted(_EventBase):
+    """An agent returned."""
+
+    type: Literal["agent:completed"]
+    data: AgentCompletedData
+
+
+class AgentFailed(_EventBase):
+    """An agent raised or timed out."""
+
+    type: Literal["agent:failed"]
+    data: AgentFailedData
+
+
+Event: TypeAlias = Annotated[
+    Union[
+        ExecutionStarted,
+        ExecutionProgress,
+        ExecutionCompleted,
+        ExecutionFailed,
+        ExecutionCancelled,
+        AgentStarted,
+        AgentProgress,
+        AgentCompleted,
+        AgentFailed,
+    ],
+    Field(discriminator="type"),
+]
+
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def validation_message(exc: ValidationError, *, tagged: bool = False) -> str:
+    """A one-line message naming each bad field of a pydantic error, e.g. ``data.progress: …``.
+
+    ``tagged``: the error comes from a discriminated union, whose tag pydantic puts first in
+    each location; it is dropped.
+    """
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc_parts = err["loc"][1:] if tagged and len(err["loc"]) > 1 else err["loc"]
+        loc = ".".join(str(p) for p in loc_parts) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(payload: bytes | str | Mapping[str, Any]) -> Event:
+    """Validate one event from its JSON (bytes or str) or an already-decoded mapping.
+
+    Raises :class:`~zmqmon.errors.ProtocolError` naming the bad field, e.g.
+    ``invalid event: data.progress: Input should be less than or equal to 100``.
+    """
+    try:
+        if isinstance(payload, (bytes, bytearray, memoryview, str)):
+            return _EVENT_ADAPTER.validate_json(payload)
+        return _EVENT_ADAPTER.validate_python(payload)
+    except ValidationError as exc:
+        raise ProtocolError(f"invalid event: {validation_message(exc, tagged=True)}") from None
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The event as its wire dict (camelCase keys, JSON-safe values)."""
+    return event.model_dump(by_alias=True, mode="json", exclude_unset=False)
+
+
+_ts_cache: list[Any] = [-1, ""]
+
+
+def format_timestamp(epoch_seconds: float) -> str:
+    """UTC ISO 8601 with milliseconds and ``Z``: ``2026-11-25T10:00:10.000Z``.
+
+    Called once per published event, so the per-second prefix is cached.
+    """
+    whole, millis = divmod(round(epoch_seconds * 1000), 1000)
+    cache = _ts_cache
+    if cache[0] != whole:
+        cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        cache[0] = whole
+    return f"{cache[1]}.{millis:03d}Z"
+
+
+def build_event_dict(
+    event_type: str,
+    execution_id: str,
+    workflow_id: str,
+    seq: int,
+    timestamp: str,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """An event's wire dict, built without validation (the publisher's hot path)."""
+    return {
+        "type": event_type,
+        "executionId": execution_id,
+        "workflowId": workflow_id,
+        "timestamp": timestamp,
+        "seq": seq,
+        "data": data,
+    }

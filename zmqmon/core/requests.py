@@ -1,0 +1,217 @@
+"""The state service's request/reply codec (contract §4), without sockets.
+
+A request is one JSON object with an ``op``; a reply is ``{"ok": true, …}`` or
+``{"ok": false, "error": {"code", "message"}}``. A request may carry an ``id`` (string or
+integer), echoed in its reply so that a DEALER client can match replies to requests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from zmqmon.core.events import validation_message
+from zmqmon.core.wire import dumps, loads
+from zmqmon.errors import BadRequestError, ProtocolError, ServiceError, service_error
+
+__all__ = [
+    "OPS",
+    "CancelRequest",
+    "CreateWorkflowRequest",
+    "EventsRequest",
+    "ExecuteRequest",
+    "ExecutionsRequest",
+    "PingRequest",
+    "Request",
+    "SnapshotRequest",
+    "WorkflowsRequest",
+    "encode_error",
+    "encode_ok",
+    "encode_request",
+    "parse_reply",
+    "parse_request",
+    "request_id_of",
+]
+
+OPS = (
+    "ping",
+    "snapshot",
+    "events",
+    "executions",
+    "create_workflow",
+    "workflows",
+    "execute",
+    "cancel",
+)
+
+RequestId: TypeAlias = Union[str, int, None]
+
+
+class _Req(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
+    )
+    id: RequestId = None
+
+
+class PingRequest(_Req):
+    """``ping`` → ``version``."""
+
+    op: Literal["ping"]
+
+
+class SnapshotRequest(_Req):
+    """``snapshot`` → ``execution``."""
+
+    op: Literal["snapshot"]
+    execution_id: Annotated[str, Field(min_length=1)]
+
+
+class EventsRequest(_Req):
+    """``events`` → ``events`` with seq > ``afterSeq`` (at most ``limit``), ``lastSeq``."""
+
+    op: Literal["events"]
+    execution_id: Annotated[str, Field(min_length=1)]
+    after_seq: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+
+class ExecutionsRequest(_Req):
+    """``executions`` → ``executions`` (states, newest first)."""
+
+    op: Literal["executions"]
+    status: Literal["pending", "running", "completed", "failed", "cancelled"] | None = None
+    workflow_id: str | None = None
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 100
+
+
+class CreateWorkflowRequest(_Req):
+    """``create_workflow`` → ``workflowId``."""
+
+    op: Literal["create_workflow"]
+    workflow: dict[str, Any]
+
+
+class WorkflowsRequest(_Req):
+    """``workflows`` → ``workflows``."""
+
+    op: Literal["workflows"]
+
+
+class ExecuteRequest(_Req):
+    """``execute`` (a stored ``workflowId`` or an inline ``workflow``) → ``executionId``."""
+
+    op: Literal["execute"]
+    workflow_id: str | None = None
+    workflow: dict[str, Any] | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    user_id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ExecuteRequest:
+        if (self.workflow_id is None) == (self.workflow is None):
+            raise ValueError("give exactly one of workflowId and workflow")
+        return self
+
+
+class CancelRequest(_Req):
+    """``cancel`` → nothing (``conflict`` if the execution already finished)."""
+
+    op: Literal["cancel"]
+    execution_id: Annotated[str, Field(min_length=1)]
+    reason: str = "cancelled by request"
+
+
+Request: TypeAlias = Annotated[
+    Union[
+        PingRequest,
+        SnapshotRequest,
+        EventsRequest,
+        ExecutionsRequest,
+        CreateWorkflowRequest,
+        WorkflowsRequest,
+        ExecuteRequest,
+        CancelRequest,
+    ],
+    Field(discriminator="op"),
+]
+_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+def parse_request(data: bytes | str) -> Request:
+    """Parse one request. Raises :class:`BadRequestError` saying precisely what is wrong."""
+    try:
+        obj = loads(data)
+    except ProtocolError as exc:
+        raise BadRequestError(f"request is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BadRequestError(f"request must be a JSON object, got {type(obj).__name__}")
+    op = obj.get("op")
+    if op is None:
+        raise BadRequestError("missing 'op'; expected one of " + ", ".join(OPS))
+    if op not in OPS:
+        raise BadRequestError(f"unknown op {op!r}; expected one of " + ", ".join(OPS))
+    try:
+        return _ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise BadRequestError(f"bad {op} request: {validation_message(exc, tagged=True)}") from None
+
+
+def request_id_of(data: bytes | str) -> RequestId:
+    """Best effort: the ``id`` of a possibly malformed request, to echo in its error reply."""
+    try:
+        obj = loads(data)
+    except ProtocolError:
+        return None
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, (str, int)) else None
+
+
+def encode_request(op: str, request_id: RequestId = None, **fields: Any) -> bytes:
+    """Encode a request (camelCase field names are the caller's)."""
+    body: dict[str, Any] = {
+        "op": op,
+        **{k: v for k, v in fields.items() if v is not None},
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    return dumps(body)
+
+
+def encode_ok(request_id: RequestId = None, **fields: Any) -> bytes:
+    """``{"ok": true, …}`` (with ``id`` echoed when the request had one)."""
+    body: dict[str, Any] = {"ok": True, **fields}
+    if request_id is not None:
+        body["id"] = request_id
+    return dumps(body)
+
+
+def encode_error(code: str, message: str, request_id: RequestId = None) -> bytes:
+    """``{"ok": false, "error": {"code", "message"}}``."""
+    body: dict[str, Any] = {"ok": False, "error": {"code": code, "message": message}}
+    if request_id is not None:
+        body["id"] = request_id
+    return dumps(body)
+
+
+def parse_reply(data: bytes | str) -> dict[str, Any]:
+    """Decode a reply; an ``ok: false`` reply raises the matching :class:`ServiceError`."""
+    obj = loads(data)
+    if not isinstance(obj, dict) or "ok" not in obj:
+        raise ProtocolError(f"malformed reply: {str(obj)[:200]}")
+    if obj["ok"] is not True:
+        err = obj.get("error") or {}
+        raise service_error(str(err.get("code", "internal")), str(err.get("message", "")))
+    return obj
+
+
+_ = ServiceError  # re-exported for type checkers reading replies

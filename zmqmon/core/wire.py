@@ -1,0 +1,167 @@
+"""The ZeroMQ wire codec: events and heartbeats ⇄ ``[topic, payload]`` frames.
+
+Topics (contract §3):
+
+* ``exec/<executionId>/<type>`` for an execution's events, so the prefix ``exec/<id>/`` selects
+  one execution and ``exec/`` selects them all;
+* ``sys/heartbeat`` for the publisher's heartbeat.
+
+Payloads are UTF-8 JSON. An encoded event never exceeds :data:`MAX_EVENT_BYTES`: oversized
+fields of ``data`` are replaced by a short note and ``data.truncated`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import pydantic_core
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from zmqmon.core.events import EVENT_TYPES, Event, parse_event, validation_message
+from zmqmon.errors import ProtocolError
+
+__all__ = [
+    "EXEC_PREFIX",
+    "HEARTBEAT_TOPIC",
+    "MAX_EVENT_BYTES",
+    "Heartbeat",
+    "decode_message",
+    "dumps",
+    "encode_event",
+    "encode_heartbeat",
+    "event_topic",
+    "execution_prefix",
+    "loads",
+]
+
+EXEC_PREFIX: Final = "exec/"
+HEARTBEAT_TOPIC: Final = b"sys/heartbeat"
+MAX_EVENT_BYTES: Final = 1024 * 1024
+
+_TOPIC_CACHE: dict[tuple[str, str], bytes] = {}
+
+
+def _fallback(value: Any) -> str:
+    # Anything JSON cannot carry is described, never a crash.
+    return f"<{type(value).__name__}>"
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes; values JSON cannot carry become ``"<TypeName>"``; NaN/inf → null."""
+    return pydantic_core.to_json(obj, fallback=_fallback)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON bytes or text. Raises :class:`ProtocolError` on invalid JSON."""
+    try:
+        return pydantic_core.from_json(data)
+    except ValueError as exc:
+        raise ProtocolError(f"invalid JSON: {exc}") from None
+
+
+def execution_prefix(execution_id: str) -> str:
+    """The topic prefix selecting one execution's events: ``exec/<id>/``."""
+    return f"{EXEC_PREFIX}{execution_id}/"
+
+
+def event_topic(execution_id: str, event_type: str) -> bytes:
+    """The topic frame of one event: ``exec/<id>/<type>``."""
+    key = (execution_id, event_type)
+    topic = _TOPIC_CACHE.get(key)
+    if topic is None:
+        if len(_TOPIC_CACHE) > 50_000:  # bounded: executions come and go
+            _TOPIC_CACHE.clear()
+        topic = _TOPIC_CACHE[key] = f"{EXEC_PREFIX}{execution_id}/{event_type}".encode()
+    return topic
+
+
+def _note(size: int) -> str:
+    return f"<truncated: {size} bytes>"
+
+
+def _truncate(data: dict[str, Any], budget: int) -> dict[str, Any]:
+    """Replace the largest fields of ``data`` (one level into dicts) until it fits ``budget``."""
+    data = dict(data)
+    data["truncated"] = True
+    for _ in range(10_000):
+        sizes = {k: len(dumps(v)) for k, v in data.items()}
+        total = len(dumps(data))
+        if total <= budget:
+            return data
+        key = max(sizes, key=lambda k: sizes[k])
+        value = data[key]
+        if isinstance(value, dict) and len(value) > 1:
+            # e.g. execution:completed results: cut the biggest agent results, keep the rest.
+            inner = dict(value)
+            inner_sizes = {k: len(dumps(v)) for k, v in inner.items()}
+            big = max(inner_sizes, key=lambda k: inner_sizes[k])
+            if inner_sizes[big] > 64:
+                inner[big] = _note(inner_sizes[big])
+                data[key] = inner
+                continue
+        data[key] = _note(sizes[key])
+    return data  # pragma: no cover - the loop always converges
+
+
+def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """Encode an event dict as ``(topic, payload)``, truncating ``data`` if it is over 1 MiB."""
+    payload = dumps(event)
+    if len(payload) > MAX_EVENT_BYTES:
+        envelope = dict(event)
+        overhead = len(payload) - len(dumps(event.get("data", {})))
+        envelope["data"] = _truncate(dict(event.get("data", {})), MAX_EVENT_BYTES - overhead - 64)
+        payload = dumps(envelope)
+    return event_topic(str(event["executionId"]), str(event["type"])), payload
+
+
+class Heartbeat(BaseModel):
+    """``sys/heartbeat``: the publisher's id and last seq of each recent execution."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    publisher_id: str
+    timestamp: str
+    executions: dict[str, int] = Field(default_factory=dict)
+
+
+def encode_heartbeat(
+    publisher_id: str, timestamp: str, executions: Mapping[str, int]
+) -> tuple[bytes, bytes]:
+    """Encode a heartbeat as ``(topic, payload)``."""
+    return HEARTBEAT_TOPIC, dumps(
+        {
+            "publisherId": publisher_id,
+            "timestamp": timestamp,
+            "executions": dict(executions),
+        }
+    )
+
+
+def decode_message(frames: Sequence[bytes]) -> Event | Heartbeat:
+    """Decode one ZeroMQ message into an :data:`Event` or a :class:`Heartbeat`.
+
+    Raises :class:`ProtocolError` naming what is wrong: frame count, unknown topic, invalid JSON,
+    a schema violation, or a topic that disagrees with the payload.
+    """
+    if len(frames) != 2:
+        raise ProtocolError(f"expected 2 frames [topic, payload], got {len(frames)}")
+    topic, payload = bytes(frames[0]), frames[1]
+    if topic == HEARTBEAT_TOPIC:
+        try:
+            return Heartbeat.model_validate_json(payload)
+        except ValidationError as exc:
+            raise ProtocolError(f"invalid heartbeat: {validation_message(exc)}") from None
+    if not topic.startswith(b"exec/"):
+        raise ProtocolError(f"unknown topic {topic[:80]!r}")
+    event = parse_event(bytes(payload))
+    parts = topic.decode("utf-8", "replace").split("/")
+    if len(parts) != 3 or parts[1] != event.execution_id or parts[2] != event.type:
+        raise ProtocolError(
+            f"topic {topic[:120]!r} does not match event {event.execution_id}/{event.type}"
+        )
+    return event
+
+
+assert len(EVENT_TYPES) == 9
