@@ -1,1 +1,1 @@
-"""Shells: the I/O around the core — SQLite store, ZeroMQ publisher, subscriber, state client, proxy."""
+"""Shells: the I/O around the core: SQLite store, ZeroMQ publisher and subscriber, state client."""

@@ -1,0 +1,1 @@
+"""Terminal faces: `zmqmon run` progress display and `zmqmon tail` printing."""
