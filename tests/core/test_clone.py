@@ -1,0 +1,317 @@
+"""The repair core without sockets: drops, duplicates, reordering, tails, joins, heartbeats."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from zmqmon.core.clone import CloneCore, FetchEvents, FetchSnapshot
+from zmqmon.core.events import Event, parse_event
+from zmqmon.core.state import ExecutionState, replay
+from zmqmon.core.wire import Heartbeat
+
+
+def make_events(execution_id: str = "e1", n: int = 10, workflow_id: str = "wf") -> list[Event]:
+    """An execution of ``n`` events: started, agent progress …, completed."""
+    out: list[dict[str, Any]] = []
+    ts = "2026-11-25T10:00:00.000Z"
+    base = {"executionId": execution_id, "workflowId": workflow_id, "timestamp": ts}
+    out.append(
+        {**base, "type": "execution:started", "data": {"workflowName": "W", "agentCount": 1}}
+    )
+    out.append({**base, "type": "agent:started", "data": {"agentId": "a", "agentName": "A"}})
+    for i in range(n - 4):
+        data = {"agentId": "a", "agentName": "A", "progress": min(100, i), "message": None}
+        out.append({**base, "type": "agent:progress", "data": data})
+    out.append(
+        {**base, "type": "agent:completed", "data": {"agentId": "a", "agentName": "A", "result": 1}}
+    )
+    out.append({**base, "type": "execution:completed", "data": {"durationMs": 5, "results": {}}})
+    return [parse_event({**e, "seq": i + 1}) for i, e in enumerate(out)]
+
+
+def hb(**executions: int) -> Heartbeat:
+    return Heartbeat(publisher_id="p", timestamp="2026-11-25T10:00:00.000Z", executions=executions)
+
+
+class Store:
+    """A fake state service answering from a list of events (what the real store would hold)."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.calls = 0
+
+    def serve(self, core: CloneCore, now: float) -> None:
+        for req in core.poll(now):
+            self.calls += 1
+            if isinstance(req, FetchEvents):
+                got = [e for e in self.events if e.seq > req.after_seq][: req.limit]
+                core.on_events(req.execution_id, got, len(self.events), now)
+            else:
+                core.on_snapshot(req.execution_id, replay(self.events))
+
+
+def drain(core: CloneCore) -> list[int]:
+    out = []
+    while (e := core.take_ready()) is not None:
+        out.append(e.seq)
+    return out
+
+
+def settle(core: CloneCore, store: Store, now: float = 0.0) -> list[int]:
+    seqs = drain(core)
+    for i in range(200):
+        store.serve(core, now + i)  # time moves on, so backoffs fall due
+        seqs += drain(core)
+    return seqs
+
+
+def test_in_order_stream_is_delivered_once_without_fetching() -> None:
+    events = make_events(n=8)
+    core = CloneCore()
+    core.subscribe_execution("e1")
+    core.on_snapshot("e1", None)
+    for e in events:
+        core.on_event(e)
+    assert drain(core) == list(range(1, 9))
+    assert core.poll(0.0) == []
+    assert core.states["e1"] == replay(events)
+    assert core.stats.fetches == 0 and core.stats.delivered == 8
+
+
+def test_snapshot_join_drops_live_events_at_or_below_last_seq() -> None:
+    events = make_events(n=10)
+    core = CloneCore()
+    core.subscribe_execution("e1")
+    for e in events[3:6]:  # seq 4..6 arrive before the snapshot answer
+        core.on_event(e)
+    assert drain(core) == []
+    core.on_snapshot("e1", replay(events[:5]))  # lastSeq 5
+    assert drain(core) == [6]
+    for e in events[6:]:
+        core.on_event(e)
+    assert drain(core) == [7, 8, 9, 10]
+    assert core.stats.duplicates == 2
+    assert core.states["e1"] == replay(events)
+
+
+def test_random_drops_duplicates_and_reordering_are_repaired() -> None:
+    rng = random.Random(7)
+    events = make_events(n=300)
+    live = [e for e in events if rng.random() > 0.3]  # 30 % lost
+    live += rng.sample(live, 40)  # duplicates
+    live += [live[0]] * ((5 - len(live) % 5) % 5)  # whole windows for the shuffle below
+    # local reordering: shuffle in windows of 5
+    live = [e for i in range(0, len(live), 5) for e in rng.sample(live[i : i + 5], 5)]
+    core = CloneCore(page_size=50)
+    store = Store(events)
+    core.subscribe_execution("e1")
+    core.on_snapshot("e1", None)
+    seqs: list[int] = []
+    for i, e in enumerate(live):
+        core.on_event(e)
+        if i % 7 == 0:
+            store.serve(core, float(i))
+        seqs += drain(core)
+    seqs += settle(core, store, 1000.0)
+    assert seqs == list(range(1, 301))
+    assert core.stats.fetched > 0 and core.stats.duplicates > 0
+    assert core.states["e1"] == replay(events)
+
+
+def test_lost_tail_is_revealed_by_heartbeat() -> None:
+    events = make_events(n=10)
+    core = CloneCore()
+    core.subscribe_execution("e1")
+    core.on_snapshot("e1", None)
+    for e in events[:7]:
+        core.on_event(e)
+    assert drain(core) == list(range(1, 8))
+    assert core.poll(0.0) == []  # no gap known yet
+    core.on_heartbeat(hb(e1=10), 0.0)
+    assert core.poll(0.0) == [FetchEvents("e1", 7, 1000)]
+    core.on_events("e1", events[7:], 10, 0.0)
+    assert drain(core) == [8, 9, 10]
+    assert core.states["e1"].status == "completed"
+
+
+def test_fetch_failure_is_retried_after_backoff() -> None:
+    events = make_events(n=6)
+    core = CloneCore(retry_min=0.5)
+    core.subscribe_execution("e1")
+    core.on_snapshot("e1", None)
+    core.on_event(events[0])
+    core.on_event(events[3])  # gap 2..3
+    (req,) = core.poll(0.0)
+    assert core.poll(0.0) == []  # outstanding: not asked twice
+    core.on_fetch_failed(req, 0.0)
+    assert core.poll(0.1) == []  # backing off
+    (again,) = core.poll(0.6)
+    assert again == FetchEvents("e1", 1, 1000)
+    core.on_events("e1", events[1:], 6, 0.6)
+    assert drain(core) == [1, 2, 3, 4, 5, 6]
+    assert core.stats.fetch_failures == 1
+
+
+def test_store_lagging_behind_live_stream_backs_off_then_catches_up() -> None:
+    events = make_events(n=6)
+    core = CloneCore(retry_min=0.5)
+    core.subscribe_execution("e1")
+    core.on_snapshot("e1", None)
+    core.on_event(events[0])
+    core.on_event(events[2])
+    assert len(core.poll(0.0)) == 1
+    core.on_events("e1", [], 1, 0.0)  # the store has not written seq 2 yet
+    assert core.poll(0.1) == []
+    assert core.poll(0.6) == [FetchEvents("e1", 1, 1000)]
+    core.on_events("e1", events[1:3], 3, 0.6)
+    assert drain(core) == [1, 2, 3]
+
+
+def test_paging_by_limit() -> None:
+    events = make_events(n=25)
+    core = CloneCore(page_size=10)
+    store = Store(events)
+    core.subscribe_execution("e1", after_seq=0)
+    assert settle(core, store) == list(range(1, 26))
+    assert store.calls == 3
+
+
+def test_after_seq_resume_fetches_then_goes_live() -> None:
+    events = make_events(n=12)
+    core = CloneCore()
+    core.subscribe_execution("e1", after_seq=5)
+    core.on_event(events[10])  # seq 11 live while resuming
+    (req,) = core.poll(0.0)
+    assert req == FetchEvents("e1", 5, 1000)
+    core.on_events("e1", events[5:9], 9, 0.0)  # store up to 9 (10 was still in flight)
+    core.on_event(events[11])
+    assert drain(core) == [6, 7, 8, 9]
+    (req,) = core.poll(0.0)
+    core.on_events("e1", events[9:], 12, 0.0)
+    assert drain(core) == [10, 11, 12]
+
+
+def test_prefix_join_fetches_early_history_when_short() -> None:
+    events = make_events(n=10)
+    core = CloneCore(join_history=100)
+    store = Store(events)
+    core.subscribe_topic("exec/")
+    core.on_event(events[4])  # first seen at seq 5: its first events were lost
+    assert settle(core, store) == list(range(1, 11))  # the store had it all
+
+
+def test_prefix_join_by_snapshot_when_long_under_way() -> None:
+    events = make_events(n=40)
+    core = CloneCore(join_history=10)
+    core.subscribe_topic("exec/")
+    core.on_event(events[29])  # seq 30
+    (req,) = core.poll(0.0)
+    assert req == FetchSnapshot("e1")
+    core.on_snapshot("e1", replay(events[:30]))
+    assert drain(core) == []
+    for e in events[30:]:
+        core.on_event(e)
+    assert drain(core) == list(range(31, 41))
+    assert core.states["e1"] == replay(events)
+
+
+def test_filters_workflow_topic_and_unsubscribe_purges_queue() -> None:
+    a = make_events("a", 5, workflow_id="w1")
+    b = make_events("b", 5, workflow_id="w2")
+    core = CloneCore()
+    core.subscribe_workflow("w1")
+    assert core.zmq_prefixes() == {"exec/"}
+    for e in b + a[:2]:
+        core.on_event(e)
+    assert [(e.execution_id, e.seq) for e in core.ready] == [("a", 1), ("a", 2)]
+    core.unsubscribe_workflow("w1")
+    assert drain(core) == []
+    core.on_event(a[2])
+    assert drain(core) == []
+    core.subscribe_topic("exec/b/agent:")
+    core.on_event(b[1])  # agent:started of b, first seen at seq 2
+    # Only agent events are delivered; seq 1 and the terminal seq 5 are applied to the state.
+    assert settle(core, Store(b)) == [2, 3, 4]
+    assert core.states["b"].status == "completed"
+
+
+def test_execution_subscription_zmq_prefix_and_late_duplicates_after_done() -> None:
+    events = make_events(n=5)
+    core = CloneCore()
+    core.subscribe_execution("e1")
+    assert core.zmq_prefixes() == {"exec/e1/"}
+    core.on_snapshot("e1", replay(events))  # already finished
+    for e in events:
+        core.on_event(e)
+    assert drain(core) == []
+    assert core.poll(0.0) == []
+    core.unsubscribe_execution("e1")
+    assert core.tracked() == [] and core.zmq_prefixes() == set()
+
+
+def test_prefix_trackers_are_forgotten_when_done_but_duplicates_still_dropped() -> None:
+    events = make_events(n=5)
+    core = CloneCore()
+    core.subscribe_topic("exec/")
+    for e in events:
+        core.on_event(e)
+    assert drain(core) == [1, 2, 3, 4, 5]
+    assert core.tracked() == []
+    core.on_event(events[4])
+    assert drain(core) == []
+
+
+def test_buffer_is_bounded_and_overflow_is_fetched() -> None:
+    events = make_events(n=30)
+    core = CloneCore(max_buffer=5)
+    store = Store(events)
+    core.subscribe_execution("e1")
+    core.on_snapshot("e1", None)
+    for e in events[1:]:  # seq 1 lost: everything else must wait
+        core.on_event(e)
+    assert core.stats.overflow == 24
+    assert settle(core, store) == list(range(1, 31))
+
+
+def test_without_state_service_gaps_are_skipped() -> None:
+    events = make_events(n=6)
+    core = CloneCore()
+    core.subscribe_topic("exec/")
+    core.on_event(events[0])
+    core.on_event(events[3])
+    (req,) = core.poll(0.0)
+    core.on_fetch_failed(req, 0.0, give_up=True)
+    assert drain(core) == [1, 4]
+    assert core.stats.skipped == 2
+
+
+def test_liveness_from_heartbeat_times() -> None:
+    events = make_events(n=6)
+    core = CloneCore(heartbeat_timeout=3.0)
+    assert core.publisher_alive is False
+    core.on_heartbeat(hb(), 10.0)
+    assert core.publisher_alive is True
+    core.poll(12.9)
+    assert core.publisher_alive is True
+    core.subscribe_execution("e1")
+    core.on_snapshot("e1", None)
+    core.on_event(events[0])
+    drain(core)
+    core.poll(13.5)
+    assert core.publisher_alive is False
+    core.on_heartbeat(hb(), 20.0)  # back: unfinished executions are checked once
+    assert list(core.liveness_changes) == [True, False, True]
+    assert core.poll(20.0) == [FetchEvents("e1", 1, 1000)]
+
+
+def test_snapshot_state_is_the_reducer_state() -> None:
+    events = make_events(n=8)
+    core = CloneCore()
+    core.subscribe_execution("e1")
+    snap = replay(events[:4])
+    assert isinstance(snap, ExecutionState)
+    core.on_snapshot("e1", snap)
+    for e in events[4:]:
+        core.on_event(e)
+    assert core.states["e1"] == replay(events)
