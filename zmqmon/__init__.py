@@ -24,6 +24,20 @@ from zmqmon.errors import (
 
 __version__ = "0.1.0"
 
+# Names imported on first use, so that ``import zmqmon`` needs none of the optional extras
+# (e.g. ``zmqmon.monitor`` needs ipywidgets): name → module that defines it.
+_LAZY = {"monitor": "zmqmon.widgets"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zmqmon' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "AgentFailedError",
     "AgentSpec",
@@ -48,6 +62,7 @@ __all__ = [
     "ZmqmonError",
     "__version__",
     "apply_event",
+    "monitor",
     "parse_event",
     "parse_workflow",
     "replay",

@@ -1,0 +1,309 @@
+"""``ExecutionMonitor``: one execution, live, as an ipywidgets box.
+
+It starts from the state service's snapshot (a late join shows the right state at once), then a
+:class:`~zmqmon.widgets.feed.Feed` thread applies the Subscriber's repaired events with the one
+reducer and pushes the view at most ~10 times a second. The thread ends, after a final render,
+when the execution ends or the widget is closed.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import ipywidgets as widgets
+import traitlets
+import zmq
+
+from zmqmon.config import from_env
+from zmqmon.core.events import Event
+from zmqmon.core.state import ExecutionState, apply_event
+from zmqmon.errors import ConflictError, ZmqmonError
+from zmqmon.widgets.feed import Feed, SubscriberLike
+from zmqmon.widgets.view import AgentRow, ExecutionView, badge_html, execution_view, format_event
+
+__all__ = ["ExecutionMonitor"]
+
+_CSS = "font-family:var(--jp-ui-font-family,sans-serif);"
+_MONO = "font-family:var(--jp-code-font-family,monospace);font-size:0.8em;"
+
+
+def _set(widget: widgets.Widget, **traits: Any) -> None:
+    """Assign only what changed, in one comm message per widget."""
+    changed = {k: v for k, v in traits.items() if getattr(widget, k) != v}
+    if not changed:
+        return
+    with widget.hold_sync():
+        for key, value in changed.items():
+            setattr(widget, key, value)
+
+
+class _AgentRow:
+    """The widgets of one agent's row: name, status badge, progress bar, duration, error."""
+
+    def __init__(self) -> None:
+        self.name = widgets.HTML(layout=widgets.Layout(width="14em", overflow="hidden"))
+        self.badge = widgets.HTML(layout=widgets.Layout(width="7em"))
+        self.bar = widgets.IntProgress(
+            min=0, max=100, value=0, layout=widgets.Layout(flex="1 1 auto", width="auto")
+        )
+        self.duration = widgets.HTML(layout=widgets.Layout(width="6em"))
+        self.error = widgets.HTML(layout=widgets.Layout(display="none", margin="0 0 0 14em"))
+        line = widgets.HBox(
+            [self.name, self.badge, self.bar, self.duration],
+            layout=widgets.Layout(align_items="center", width="100%"),
+        )
+        self.box = widgets.VBox([line, self.error], layout=widgets.Layout(width="100%"))
+        self.all: list[widgets.Widget] = [
+            self.name,
+            self.badge,
+            self.bar,
+            self.duration,
+            self.error,
+            line,
+            self.box,
+        ]
+
+    def update(self, row: AgentRow) -> None:
+        _set(
+            self.name,
+            value=f'<span style="{_CSS}" title="{html.escape(row.agent_id)}">'
+            f"{html.escape(row.name)}</span>",
+        )
+        _set(self.badge, value=badge_html(row.status))
+        _set(self.bar, value=row.progress, bar_style=row.bar_style)
+        _set(self.duration, value=f'<span style="{_MONO}">{html.escape(row.duration)}</span>')
+        if row.error:
+            _set(
+                self.error,
+                value=f'<span style="color:#dc3545;{_MONO}">{html.escape(row.error)}</span>',
+            )
+        _set(self.error.layout, display="" if row.error else "none")
+
+
+class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
+    """A live view of one execution: name, status, elapsed time, progress, agents, events, Cancel.
+
+    ``state`` is the current :class:`~zmqmon.core.state.ExecutionState`; ``value`` (a synced
+    trait) is its wire form (camelCase dict) as of the last render, so it is what the front end
+    and a saved notebook's widget state hold.
+    """
+
+    value = traitlets.Dict().tag(sync=True)
+
+    def __init__(
+        self,
+        execution_id: str,
+        *,
+        events: str | None = None,
+        state: str | None = None,
+        log_size: int = 200,
+        interval: float = 0.1,
+        timeout: float = 5.0,
+        context: zmq.Context[Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.execution_id = execution_id
+        self.events_endpoint = from_env("events", events) or ""
+        self.state_endpoint = from_env("state", state)
+        self._timeout = timeout
+        self._context = context
+        self._lock = threading.RLock()
+        self._log: deque[Event] = deque(maxlen=max(1, log_size))
+        self._notice = ""
+        self._closed = False
+        self.state: ExecutionState = self._initial_state()
+
+        self._header = widgets.HTML()
+        self._bar = widgets.IntProgress(min=0, max=100, layout=widgets.Layout(width="100%"))
+        self._rows: list[_AgentRow] = []
+        self._agents = widgets.VBox(layout=widgets.Layout(width="100%"))
+        self._log_view = widgets.HTML()
+        self._log_box = widgets.Accordion(children=[self._log_view], selected_index=None)
+        self._log_box.set_title(0, "Events")
+        self._cancel = widgets.Button(
+            description="Cancel", button_style="danger", tooltip="Cancel this execution"
+        )
+        self._cancel.on_click(self._on_cancel)
+        self._footer = widgets.HTML()
+        actions = widgets.HBox(
+            [self._cancel, self._footer], layout=widgets.Layout(align_items="center")
+        )
+        self._owned: list[widgets.Widget] = [
+            self._header,
+            self._bar,
+            self._agents,
+            self._log_view,
+            self._log_box,
+            self._cancel,
+            self._footer,
+            actions,
+        ]
+        self.children = [self._header, self._bar, self._agents, self._log_box, actions]
+        self.add_class("zmqmon-monitor")
+        self.layout.width = "100%"
+        self.layout.max_width = "56em"
+        self.render()
+        self._feed = Feed(
+            open=self._open,
+            apply=self._apply,
+            render=self.render,
+            finished=lambda: self.state.is_terminal,
+            live=lambda: self.state.status == "running",
+            on_error=self._on_feed_error,
+            interval=interval,
+            name=f"zmqmon-monitor-{execution_id[:8]}",
+        )
+        if not self.state.is_terminal:
+            self._feed.start()
+
+    # -- model ------------------------------------------------------------------------------------
+
+    def _initial_state(self) -> ExecutionState:
+        if not self.state_endpoint:
+            return ExecutionState(execution_id=self.execution_id, workflow_id="")
+        from zmqmon.shells.client import StateClient
+
+        with StateClient(self.state_endpoint, timeout=self._timeout, context=self._context) as c:
+            return c.snapshot(self.execution_id)
+
+    def _open(self) -> SubscriberLike:
+        from zmqmon.shells.subscriber import Subscriber
+
+        sub = Subscriber(self.events_endpoint, self.state_endpoint, context=self._context)
+        try:
+            after = self.state.last_seq if self.state.last_seq or self.state_endpoint else None
+            snapshot = sub.subscribe_execution(self.execution_id, after_seq=after)
+        except BaseException:
+            sub.close()
+            raise
+        if snapshot is not None and snapshot.last_seq > self.state.last_seq:
+            self.state = snapshot
+        return sub
+
+    def _apply(self, event: Event) -> bool:
+        if event.execution_id != self.execution_id:
+            return False
+        # Without a snapshot (no state service) the first event starts the state.
+        new = apply_event(self.state if self.state.workflow_id else None, event)
+        if new is self.state:
+            return False
+        self.state = new
+        self._log.append(event)
+        return True
+
+    def _on_feed_error(self, exc: BaseException) -> None:
+        self._notice = f"monitor stopped: {type(exc).__name__}: {exc}"
+        self.render()
+
+    # -- view -------------------------------------------------------------------------------------
+
+    def view(self, now: float | None = None) -> ExecutionView:
+        """The view model of the current state."""
+        return execution_view(self.state, time.time() if now is None else now)
+
+    def render(self) -> None:
+        """Push the current state to the widgets (only what changed; one message per widget)."""
+        with self._lock:
+            if self._closed:
+                return
+            state = self.state
+            view = execution_view(state, time.time())
+            header = (
+                f'<div style="{_CSS}display:flex;gap:0.8em;align-items:center">'
+                f'<b style="font-size:1.15em">{html.escape(view.title)}</b> {view.badge}'
+                f'<span style="{_MONO}color:#666">{html.escape(view.elapsed)}</span>'
+                f'<span style="{_MONO}color:#999;margin-left:auto">'
+                f"{html.escape(state.execution_id)}</span></div>"
+            )
+            if view.error:
+                header += f'<div style="color:#dc3545;{_MONO}">{html.escape(view.error)}</div>'
+            _set(self._header, value=header)
+            _set(
+                self._bar,
+                value=view.progress,
+                bar_style=view.bar_style,
+                description=f"{view.progress}%",
+            )
+            while len(self._rows) < len(view.agents):
+                self._rows.append(_AgentRow())
+            if len(self._agents.children) != len(view.agents):
+                self._agents.children = [r.box for r in self._rows[: len(view.agents)]]
+            for row_widgets, row in zip(self._rows, view.agents, strict=False):
+                row_widgets.update(row)
+            lines = [html.escape(format_event(e)) for e in list(self._log)]
+            _set(
+                self._log_view,
+                value=(
+                    f'<pre style="{_MONO}max-height:14em;overflow:auto;margin:0">'
+                    + ("\n".join(lines) or "(no events since the snapshot)")
+                    + "</pre>"
+                ),
+            )
+            _set(self._cancel, disabled=not view.can_cancel)
+            _set(
+                self._footer,
+                value=f'<span style="{_MONO}color:#666;margin-left:1em">'
+                f"{html.escape(self._notice)}</span>",
+            )
+            value = state.to_json_dict()
+            if value != self.value:
+                self.value = value
+
+    def _on_cancel(self, _button: Any = None) -> None:
+        self.cancel()
+
+    def cancel(self, reason: str | None = None) -> bool:
+        """Ask the state service to cancel the execution; False if it had already finished."""
+        if not self.state_endpoint:
+            raise ZmqmonError("no state service endpoint: cannot cancel")
+        from zmqmon.shells.client import StateClient
+
+        self._cancel.disabled = True
+        try:
+            with StateClient(
+                self.state_endpoint, timeout=self._timeout, context=self._context
+            ) as client:
+                client.cancel(self.execution_id, reason)
+        except ConflictError:
+            self._notice = "already finished"
+            return False
+        except ZmqmonError as exc:
+            self._notice = f"cancel failed: {exc}"
+            self._cancel.disabled = self.state.is_terminal
+            return False
+        finally:
+            self.render()
+        self._notice = "cancel requested"
+        self.render()
+        return True
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def feed_alive(self) -> bool:
+        """True while the background thread reads events."""
+        return self._feed.alive
+
+    def wait(self, timeout: float | None = None) -> ExecutionState:
+        """Block until the feed has ended (execution finished, closed or failed); the state."""
+        self._feed.join(timeout)
+        return self.state
+
+    def close(self) -> None:
+        """Stop the feed thread (its sockets close with it), then close the widgets."""
+        self._feed.stop()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for child in [*self._owned, *(w for r in self._rows for w in r.all)]:
+            child.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"<ExecutionMonitor {self.execution_id} {self.state.status} {self.state.progress}%>"
