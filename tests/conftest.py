@@ -39,3 +39,17 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {message or predicate}")
         time.sleep(interval)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    """A started executor service (``zmqmon.services.server.Server``) on free loopback ports,
+    with its SQLite file in ``tmp_path``; stopped after the test. ``server.endpoints`` has
+    ``events`` and ``state``."""
+    from zmqmon.services.server import Server
+
+    srv = Server("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", tmp_path / "zmqmon.sqlite3").start()
+    try:
+        yield srv
+    finally:
+        srv.stop()

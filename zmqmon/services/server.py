@@ -1,0 +1,222 @@
+"""The executor service: store + event publisher + state service + workflow engine, composed.
+
+:class:`Server` is what ``zmqmon serve`` runs and what the embedded ``Executor`` owns. Start order:
+store → publisher → recovery (executions left pending/running by a previous process are marked
+failed with ``errorType: "interrupted"``) → engine → state service. Stop is the reverse, and ends
+with the store drained: every event published is stored.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+
+import zmq
+
+from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
+from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
+from zmqmon.errors import InternalError
+from zmqmon.services.state_service import StateService
+from zmqmon.shells.publisher import EventPublisher
+from zmqmon.shells.store import Store
+
+__all__ = ["INTERRUPTED", "Server", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: ``errorType`` of executions found unfinished when the service starts.
+INTERRUPTED = "interrupted"
+
+
+def _load_engine() -> Any:
+    """The engine class, or None while ``zmqmon.services.executor`` is missing or broken.
+
+    Imported lazily: the embedded ``Executor`` imports this module, and the service still
+    answers reads without an engine.
+    """
+    try:
+        module = importlib.import_module("zmqmon.services.executor")
+    except ImportError as exc:
+        log.warning("no workflow engine (%s): execute will answer 'internal'", exc)
+        return None
+    return getattr(module, "WorkflowEngine", None)
+
+
+class Server:
+    """The executor service on two endpoints and one SQLite file. A context manager."""
+
+    def __init__(
+        self,
+        events: str = DEFAULT_EVENTS,
+        state: str = DEFAULT_STATE,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        heartbeat_interval: float = 0.5,
+        sndhwm: int = 100_000,
+        max_workers: int = 8,
+        progress_interval: float = 0.05,
+    ) -> None:
+        self._events_endpoint = events
+        self._state_endpoint = state
+        self._tmpdir: str | None = None
+        if db is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="zmqmon-")
+            db = os.path.join(self._tmpdir, "zmqmon.sqlite3")
+        self.db = os.fspath(db)
+        self._heartbeat_interval = heartbeat_interval
+        self._sndhwm = sndhwm
+        self._max_workers = max_workers
+        self._progress_interval = progress_interval
+        self.endpoints: dict[str, str] = {}
+        self.store: Store
+        self.publisher: EventPublisher
+        self.service: StateService
+        self.engine: Any = None
+        self.recovered: list[str] = []
+        self._context: zmq.Context[Any] | None = None
+        self._started = False
+        self._stopped = False
+
+    def start(self) -> Server:
+        """Bind, recover interrupted executions, start the engine and the state service."""
+        if self._started:
+            return self
+        self._started = True
+        self._context = zmq.Context()
+        self.store = Store(self.db)
+        try:
+            self.publisher = EventPublisher(
+                self._events_endpoint,
+                store=self.store,
+                heartbeat_interval=self._heartbeat_interval,
+                sndhwm=self._sndhwm,
+                context=self._context,
+            )
+            self.recovered = self._recover()
+            engine_cls = _load_engine()
+            if engine_cls is not None:
+                self.engine = engine_cls(
+                    self.publisher,
+                    max_workers=self._max_workers,
+                    progress_interval=self._progress_interval,
+                )
+            self.service = StateService(
+                self._state_endpoint,
+                store=self.store,
+                publisher=self.publisher,
+                runner=self.engine,
+                context=self._context,
+            ).start()
+        except BaseException:
+            self.stop()
+            raise
+        self.endpoints = {"events": self.publisher.endpoint, "state": self.service.endpoint}
+        log.info("zmqmon service: events %(events)s, state %(state)s", self.endpoints)
+        return self
+
+    def _recover(self) -> list[str]:
+        """Mark executions left pending/running by an earlier process failed/interrupted."""
+        recovered = []
+        for status in ("pending", "running"):
+            for st in self.store.executions(status=status, limit=1_000_000):
+                self.publisher.resume(st.execution_id, st.last_seq)
+                self.publisher.emit_execution_failed(
+                    st.execution_id,
+                    st.workflow_id,
+                    error="interrupted: the executor stopped before the execution finished",
+                    error_type=INTERRUPTED,
+                    agent_id=None,
+                )
+                recovered.append(st.execution_id)
+        if recovered:
+            self.store.flush()
+            log.warning("marked %d interrupted execution(s) failed", len(recovered))
+        return recovered
+
+    def submit(
+        self,
+        workflow: WorkflowDefinition | Mapping[str, Any] | Any,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> Any:
+        """Store the workflow and run it; returns the engine's ``ExecutionHandle``."""
+        if self.engine is None:
+            raise InternalError("no executor: this service cannot run workflows")
+        if isinstance(workflow, (WorkflowDefinition, Mapping)):
+            definition = parse_workflow(workflow)
+        else:  # an API-built Workflow: its definition is stored, its callables run
+            definition = workflow.to_definition()
+        workflow_id = self.store.save_workflow(definition)
+        return self.engine.submit(
+            workflow if not isinstance(workflow, Mapping) else definition,
+            workflow_id=workflow_id,
+            inputs=inputs,
+            user_id=user_id,
+        )
+
+    def stop(self) -> None:
+        """Stop everything; every event published is stored when this returns."""
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        # Engine first: it may still emit (cancellations), which must be published and stored.
+        for part in ("engine", "service", "publisher"):
+            obj = getattr(self, part, None)
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:
+                    log.exception("closing %s failed", part)
+        if hasattr(self, "store"):
+            self.store.close()
+        if self._context is not None:
+            self._context.term()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(events: str, state: str, db: str) -> int:
+    """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints."""
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server = Server(events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None).start()
+    except Exception as exc:
+        print(f"zmqmon serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(json.dumps(server.endpoints), flush=True)
+        while not stop.wait(0.5):
+            pass
+        log.info("stopping")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

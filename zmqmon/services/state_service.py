@@ -1,0 +1,264 @@
+"""The state service (contract §4): a ROUTER socket answering snapshot/events/execute/cancel.
+
+One thread owns the socket and answers requests one at a time. Reads go to the store, which
+flushes its writer first (read-your-publishes: every event already published is answered).
+
+Envelopes: a REQ client's message arrives as ``[identity, b"", request]``, a DEALER client's
+usually as ``[identity, request]``; the reply mirrors the envelope. Anything else gets a
+``bad_request`` reply on the same identity — a malformed message never goes unanswered and never
+stops the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import zmq
+
+import zmqmon
+from zmqmon.core.requests import (
+    CancelRequest,
+    CreateWorkflowRequest,
+    EventsRequest,
+    ExecuteRequest,
+    ExecutionsRequest,
+    PingRequest,
+    Request,
+    SnapshotRequest,
+    WorkflowsRequest,
+    encode_error,
+    encode_ok,
+    parse_request,
+    request_id_of,
+)
+from zmqmon.core.wire import dumps
+from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
+from zmqmon.errors import (
+    BadRequestError,
+    ConflictError,
+    InternalError,
+    NotFoundError,
+    ServiceError,
+    WorkflowError,
+)
+from zmqmon.shells.publisher import EventPublisher
+from zmqmon.shells.store import Store
+
+__all__ = ["ExecutionRunner", "StateService"]
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 50  # close() is noticed within this
+
+
+class ExecutionRunner(Protocol):
+    """What the service needs of an executor (the engine implements it)."""
+
+    def submit(
+        self,
+        workflow: WorkflowDefinition,
+        *,
+        workflow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        user_id: str | None = None,
+    ) -> Any:
+        """Start an execution; the returned handle has ``.id``. ``WorkflowError`` if invalid."""
+        ...
+
+    def cancel(self, execution_id: str, reason: str = "cancelled") -> bool:
+        """Cancel a running execution; False if unknown or finished."""
+        ...
+
+
+class StateService:
+    """ROUTER in its own thread; every op of contract §4; malformed requests → ``bad_request``."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        store: Store,
+        publisher: EventPublisher,
+        runner: ExecutionRunner | None = None,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.runner = runner
+        self._context = context or zmq.Context.instance()
+        sock = self._context.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 200)
+        # An unknown identity in a reply is dropped (the client went away), never an error.
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError:
+            sock.close(0)
+            raise
+        self._socket = sock
+        self.endpoint: str = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ops: dict[type[Any], Callable[[Any], dict[str, Any] | bytes]] = {
+            PingRequest: self._ping,
+            SnapshotRequest: self._snapshot,
+            EventsRequest: self._events,
+            ExecutionsRequest: self._executions,
+            CreateWorkflowRequest: self._create_workflow,
+            WorkflowsRequest: self._workflows,
+            ExecuteRequest: self._execute,
+            CancelRequest: self._cancel,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> StateService:
+        """Start answering in a background thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="zmqmon-state", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop answering and close the socket (within ~50 ms)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if not self._socket.closed:
+            self._socket.close()
+
+    def __enter__(self) -> StateService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        sock = self._socket
+        while not self._stop.is_set():
+            try:
+                if not sock.poll(_POLL_MS):
+                    continue
+                frames = sock.recv_multipart()
+            except zmq.ZMQError:
+                log.exception("state service: receive failed")
+                continue
+            try:
+                reply = self.handle_frames(frames)
+                if reply is not None:
+                    sock.send_multipart(reply)
+            except Exception:
+                log.exception("state service: could not answer a message")
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def handle_frames(self, frames: list[bytes]) -> list[bytes] | None:
+        """The reply frames to one ROUTER message (identity first), or None to drop it."""
+        if not frames:
+            return None
+        identity, body = frames[0], frames[1:]
+        if len(body) == 2 and body[0] == b"":
+            return [identity, b"", self.handle(body[1])]
+        if len(body) == 1:
+            return [identity, self.handle(body[0])]
+        message = (
+            f"expected one request frame (optionally after an empty delimiter), "
+            f"got {len(body)} frames"
+        )
+        envelope = [b""] if body and body[0] == b"" else []
+        return [identity, *envelope, encode_error("bad_request", message)]
+
+    def handle(self, data: bytes) -> bytes:
+        """The reply to one request frame; never raises."""
+        try:
+            request = parse_request(data)
+        except BadRequestError as exc:
+            return encode_error(exc.code, exc.message, request_id_of(data))
+        rid = request.id
+        try:
+            result = self._ops[type(request)](request)
+        except ServiceError as exc:
+            return encode_error(exc.code, exc.message, rid)
+        except Exception as exc:
+            log.exception("state service: %s failed", request.op)
+            return encode_error(
+                "internal", f"{request.op} failed: {type(exc).__name__}: {exc}", rid
+            )
+        if isinstance(result, bytes):
+            return result
+        return encode_ok(rid, **result)
+
+    # -- ops ------------------------------------------------------------------------------------
+
+    def _ping(self, req: PingRequest) -> dict[str, Any]:
+        return {"version": zmqmon.__version__}
+
+    def _snapshot(self, req: SnapshotRequest) -> dict[str, Any]:
+        state = self.store.state(req.execution_id)
+        if state is None:
+            raise NotFoundError(f"no execution {req.execution_id!r}")
+        return {"execution": state.to_json_dict()}
+
+    def _events(self, req: EventsRequest) -> bytes:
+        state = self.store.state(req.execution_id)
+        if state is None:
+            raise NotFoundError(f"no execution {req.execution_id!r}")
+        payloads = self.store.event_payloads(req.execution_id, req.after_seq, req.limit)
+        # The stored payloads are spliced in verbatim: exactly the bytes that were published.
+        head = b'{"ok":true,"events":[' + b",".join(payloads) + b'],"lastSeq":'
+        tail = b"" if req.id is None else b',"id":' + dumps(req.id)
+        return head + str(state.last_seq).encode() + tail + b"}"
+
+    def _executions(self, req: ExecutionsRequest) -> dict[str, Any]:
+        states = self.store.executions(
+            status=req.status, workflow_id=req.workflow_id, limit=req.limit
+        )
+        return {"executions": [s.to_json_dict() for s in states]}
+
+    def _create_workflow(self, req: CreateWorkflowRequest) -> dict[str, Any]:
+        try:
+            definition = parse_workflow(req.workflow)
+        except WorkflowError as exc:
+            raise BadRequestError(str(exc)) from None
+        return {"workflowId": self.store.save_workflow(definition)}
+
+    def _workflows(self, req: WorkflowsRequest) -> dict[str, Any]:
+        return {"workflows": self.store.workflows()}
+
+    def _execute(self, req: ExecuteRequest) -> dict[str, Any]:
+        if self.runner is None:
+            raise InternalError("no executor: this service cannot run workflows")
+        if req.workflow_id is not None:
+            definition = self.store.workflow(req.workflow_id)
+            if definition is None:
+                raise NotFoundError(f"no workflow {req.workflow_id!r}")
+            workflow_id = req.workflow_id
+        else:
+            try:
+                definition = parse_workflow(req.workflow or {})
+            except WorkflowError as exc:
+                raise BadRequestError(str(exc)) from None
+            workflow_id = self.store.save_workflow(definition)
+        try:
+            handle = self.runner.submit(
+                definition, workflow_id=workflow_id, inputs=req.inputs, user_id=req.user_id
+            )
+        except WorkflowError as exc:
+            raise BadRequestError(str(exc)) from None
+        return {"executionId": str(handle.id)}
+
+    def _cancel(self, req: CancelRequest) -> dict[str, Any]:
+        if self.runner is not None and self.runner.cancel(req.execution_id, req.reason):
+            return {}
+        state = self.store.state(req.execution_id)
+        if state is None:
+            raise NotFoundError(f"no execution {req.execution_id!r}")
+        if state.is_terminal:
+            raise ConflictError(f"execution {req.execution_id!r} already {state.status}")
+        raise ConflictError(f"execution {req.execution_id!r} is not running in this executor")
+
+
+_ = Request  # the union the ops table covers

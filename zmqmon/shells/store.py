@@ -1,0 +1,332 @@
+"""The SQLite store: workflows, executions (reducer state) and every event, written off the hot
+path.
+
+Writes: :meth:`Store.append` only puts ``(event, payload)`` on a deque (no lock, no syscall, no
+wake-up). A writer thread drains the deque every few milliseconds and writes each batch in one
+transaction: the events with ``executemany`` (payload JSON kept verbatim), and the reducer state
+(:func:`~zmqmon.core.state.apply_event`) of every execution the batch touched.
+
+Durability: WAL journal; each batch is one transaction, so after ``kill -9`` the file holds a
+prefix of the appended events, and the executions' states agree with the events stored.
+
+Freshness (read-your-publishes): every read first calls :meth:`flush`, which wakes the writer and
+waits until everything appended before the read is committed; reads then use their own
+connection. A read thus sees every event already handed to :meth:`append` (typically < 1 ms).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from typing import Any
+
+from zmqmon.core.events import parse_event
+from zmqmon.core.state import ExecutionState, apply_event
+from zmqmon.core.wire import dumps, loads
+from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
+from zmqmon.errors import ProtocolError, StoreError
+
+__all__ = ["Store"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS workflows (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    workflow_id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    agent_count INTEGER NOT NULL,
+    definition TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    execution_id TEXT NOT NULL UNIQUE,
+    workflow_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS executions_status ON executions (status);
+CREATE INDEX IF NOT EXISTS executions_workflow ON executions (workflow_id);
+CREATE TABLE IF NOT EXISTS events (
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+) WITHOUT ROWID;
+"""
+
+# How long the writer sleeps between batches when nobody asks for a flush: the batching window.
+_WRITER_INTERVAL = 0.01
+# Executions whose state the writer keeps in memory (the rest are reloaded from the file).
+_STATE_CACHE = 10_000
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode: a process crash (kill -9) loses nothing committed; only an OS crash
+    # may lose the last transactions, and the file stays consistent either way.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class _Flush:
+    """A marker queued behind appended events; set once everything before it is committed."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class Store:
+    """SQLite store (stdlib ``sqlite3``, WAL); writes batched by a writer thread.
+
+    ``append`` never blocks; ``flush`` makes everything appended durable; ``close`` drains.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._read = _connect(self.path)
+            self._read.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path!r}: {exc}") from exc
+        self._read_lock = threading.Lock()
+        self._queue: collections.deque[tuple[dict[str, Any], bytes] | _Flush] = collections.deque()
+        self._wake = threading.Event()
+        self._closing = False
+        self._closed = False
+        self._states: collections.OrderedDict[str, ExecutionState] = collections.OrderedDict()
+        self._write = _connect(self.path)
+        self._writer = threading.Thread(target=self._run, name="zmqmon-store", daemon=True)
+        self._writer.start()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def append(self, event: dict[str, Any], payload: bytes) -> None:
+        """Queue one event (its wire dict and its encoded JSON payload) for storage."""
+        self._queue.append((event, payload))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything appended so far is committed. Raises :class:`StoreError`."""
+        if self._closed:
+            return
+        marker = _Flush()
+        self._queue.append(marker)
+        self._wake.set()
+        if not marker.done.wait(timeout):
+            raise StoreError(f"store flush timed out after {timeout}s")
+        if marker.error is not None:
+            raise StoreError(f"store write failed: {marker.error}") from marker.error
+
+    def close(self) -> None:
+        """Write everything appended, stop the writer and close the file."""
+        if self._closed:
+            return
+        self._closing = True
+        self._wake.set()
+        self._writer.join()
+        self._closed = True
+        self._write.close()
+        with self._read_lock:
+            self._read.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(_WRITER_INTERVAL)
+            self._wake.clear()
+            closing = self._closing
+            self._drain()
+            if closing and not self._queue:
+                return
+
+    def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            batch: list[tuple[dict[str, Any], bytes]] = []
+            markers: list[_Flush] = []
+            # A flush marker ends a batch: what follows it need not be committed to release it.
+            while queue:
+                item = queue.popleft()
+                if isinstance(item, _Flush):
+                    markers.append(item)
+                    break
+                batch.append(item)
+            error: BaseException | None = None
+            if batch:
+                try:
+                    self._write_batch(batch)
+                except Exception as exc:  # a store fault must not kill the writer
+                    log.exception("store: writing %d events failed", len(batch))
+                    error = exc
+            for marker in markers:
+                marker.error = error
+                marker.done.set()
+
+    def _write_batch(self, batch: list[tuple[dict[str, Any], bytes]]) -> None:
+        rows = []
+        touched: dict[str, ExecutionState] = {}
+        for event, payload in batch:
+            execution_id = str(event["executionId"])
+            rows.append((execution_id, int(event["seq"]), str(event["type"]), payload))
+            state = touched.get(execution_id) or self._cached_state(execution_id)
+            try:
+                touched[execution_id] = apply_event(state, parse_event(event))
+            except ProtocolError as exc:  # stored anyway (verbatim); the state skips it
+                log.warning("store: event %s/%s not applied: %s", execution_id, event["seq"], exc)
+        conn = self._write
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", rows)
+            conn.executemany(
+                "INSERT INTO executions (execution_id, workflow_id, status, last_seq, state) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO UPDATE SET "
+                "status = excluded.status, last_seq = excluded.last_seq, state = excluded.state",
+                [
+                    (s.execution_id, s.workflow_id, s.status, s.last_seq, dumps(s.to_json_dict()))
+                    for s in touched.values()
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._states.clear()  # the cache may be ahead of the file now
+            raise
+        for execution_id, state in touched.items():
+            self._states[execution_id] = state
+            self._states.move_to_end(execution_id)
+        while len(self._states) > _STATE_CACHE:
+            self._states.popitem(last=False)
+
+    def _cached_state(self, execution_id: str) -> ExecutionState | None:
+        state = self._states.get(execution_id)
+        if state is None:
+            row = self._write.execute(
+                "SELECT state FROM executions WHERE execution_id = ?", (execution_id,)
+            ).fetchone()
+            if row is not None:
+                state = ExecutionState.model_validate(loads(row[0]))
+        return state
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        self.flush()
+        with self._read_lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            try:
+                return self._read.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from exc
+
+    def event_payloads(
+        self, execution_id: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[bytes]:
+        """The stored JSON payloads (verbatim) of events with seq > ``after_seq``, in order."""
+        rows = self._query(
+            "SELECT payload FROM events WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (execution_id, after_seq, limit),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def events(
+        self, execution_id: str, after_seq: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Events (wire dicts) of one execution with seq > ``after_seq``, in seq order."""
+        return [loads(p) for p in self.event_payloads(execution_id, after_seq, limit)]
+
+    def state(self, execution_id: str) -> ExecutionState | None:
+        """An execution's state (the reducer applied to every stored event), or None."""
+        rows = self._query("SELECT state FROM executions WHERE execution_id = ?", (execution_id,))
+        return ExecutionState.model_validate(loads(rows[0][0])) if rows else None
+
+    def executions(
+        self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
+    ) -> list[ExecutionState]:
+        """Execution states, newest first, optionally filtered by status and workflow."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if workflow_id is not None:
+            where.append("workflow_id = ?")
+            params.append(workflow_id)
+        sql = "SELECT state FROM executions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._query(sql + " ORDER BY n DESC LIMIT ?", (*params, limit))
+        return [ExecutionState.model_validate(loads(r[0])) for r in rows]
+
+    # -- workflows (written synchronously: rare, and the caller wants the id to be usable) -------
+
+    def save_workflow(self, definition: WorkflowDefinition, workflow_id: str | None = None) -> str:
+        """Store a definition (replacing one with the same id); returns its id."""
+        definition = parse_workflow(definition)
+        workflow_id = workflow_id or uuid.uuid4().hex
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._read_lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            try:
+                # One statement: autocommit makes it its own transaction.
+                self._read.execute(
+                    "INSERT INTO workflows (workflow_id, name, description, agent_count, "
+                    "definition, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (workflow_id) DO UPDATE SET name = excluded.name, "
+                    "description = excluded.description, agent_count = excluded.agent_count, "
+                    "definition = excluded.definition",
+                    (
+                        workflow_id,
+                        definition.name,
+                        definition.description,
+                        len(definition.agents),
+                        dumps(definition.to_json_dict()).decode(),
+                        created,
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot save workflow: {exc}") from exc
+        return workflow_id
+
+    def workflow(self, workflow_id: str) -> WorkflowDefinition | None:
+        """A stored definition, or None."""
+        rows = self._query("SELECT definition FROM workflows WHERE workflow_id = ?", (workflow_id,))
+        return parse_workflow(rows[0][0]) if rows else None
+
+    def workflows(self) -> list[dict[str, Any]]:
+        """Stored workflows, oldest first.
+
+        Each: ``workflowId``, ``name``, ``description``, ``agentCount``, ``createdAt``.
+        """
+        rows = self._query(
+            "SELECT workflow_id, name, description, agent_count, created_at FROM workflows "
+            "ORDER BY n"
+        )
+        return [
+            {
+                "workflowId": r[0],
+                "name": r[1],
+                "description": r[2],
+                "agentCount": r[3],
+                "createdAt": r[4],
+            }
+            for r in rows
+        ]
