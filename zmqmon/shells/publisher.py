@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 class EventPublisher(EventEmitter):
     """Binds a PUB socket; ``emit_*`` numbers, sends and stores events; sends heartbeats.
 
+    An endpoint written ``>tcp://host:port`` is connected to instead of bound (a publisher
+    behind a ``zmqmon proxy`` connects to its frontend); ``endpoint`` is then the one connected.
     ``endpoint`` is the endpoint actually bound (a port 0 resolved to the port picked).
     ``heartbeat_interval`` ≤ 0 disables the heartbeat thread (tests of the pure part).
     """
@@ -56,13 +58,20 @@ class EventPublisher(EventEmitter):
         sock.setsockopt(zmq.SNDHWM, sndhwm)
         # Small linger: close() may wait a moment for queued frames, never forever.
         sock.setsockopt(zmq.LINGER, 200)
+        # ">tcp://host:port" CONNECTS (to a `zmqmon proxy` frontend) instead of binding.
+        connect = endpoint.startswith(">")
         try:
-            sock.bind(endpoint)
+            if connect:
+                sock.connect(endpoint[1:])
+            else:
+                sock.bind(endpoint)
         except zmq.ZMQError:
             sock.close(0)
             raise
         self._socket = sock
-        self.endpoint: str = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        self.endpoint: str = (
+            endpoint[1:] if connect else sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        )
         self.publisher_id: str = publisher_id or uuid.uuid4().hex
         self.store = store
         self._closed = False
