@@ -108,6 +108,8 @@ class Store:
         self._closing = False
         self._closed = False
         self._states: collections.OrderedDict[str, ExecutionState] = collections.OrderedDict()
+        #: transactions the writer committed (each holds one batch of events)
+        self.batches_written = 0
         self._write = _connect(self.path)
         self._writer = threading.Thread(target=self._run, name="zmqmon-store", daemon=True)
         self._writer.start()
@@ -205,6 +207,7 @@ class Store:
                 ],
             )
             conn.execute("COMMIT")
+            self.batches_written += 1
         except BaseException:
             conn.execute("ROLLBACK")
             self._states.clear()  # the cache may be ahead of the file now
