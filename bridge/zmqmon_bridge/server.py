@@ -1,0 +1,264 @@
+"""The bridge process: websockets server + HTTP routes + the hub, and ``zmqmon bridge``.
+
+:class:`Bridge` runs on an asyncio loop — the caller's (:meth:`Bridge.astart`/:meth:`Bridge.astop`)
+or its own in a background thread (:meth:`Bridge.start`/:meth:`Bridge.stop`, handy for tests and
+embedding). :func:`run_bridge` is the command: line 1 of stdout is the endpoints as JSON; SIGINT and
+SIGTERM stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import zmq.asyncio
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
+from zmqmon_bridge.auth import ANONYMOUS, Authenticator
+from zmqmon_bridge.hub import Hub
+from zmqmon_bridge.protocol import ConnectionState, RateLimiter
+from zmqmon_bridge.session import Session
+from zmqmon_bridge.upstream import DealerStateSource, Upstream
+from zmqmon_bridge.web import WS_PATH, HttpRoutes
+
+__all__ = ["Bridge", "Limits", "run_bridge"]
+
+log = logging.getLogger("zmqmon.bridge")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bridge's per-connection limits (all configurable)."""
+
+    max_frame: int = 1024 * 1024  # bytes; bigger closes with 1009
+    rate: float = 50.0  # client messages per second, sustained
+    burst: float = 100.0  # ... and in a burst
+    max_strikes: int = 20  # refused messages in a row before closing with 1008
+    max_send_buffer: int = 4 * 1024 * 1024  # bytes queued to a client before closing with 1013
+    max_subscriptions: int = 256
+    repair_timeout: float = 3.0  # how long to wait for the store to fill a gap
+
+
+class Bridge:
+    """A WebSocket bridge on ``host:port`` (port 0: any free one, see :attr:`port`)."""
+
+    def __init__(
+        self,
+        events: str = DEFAULT_EVENTS,
+        state: str = DEFAULT_STATE,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        jwt_secret: str | None = None,
+        jwt_public_key: str | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.events = events
+        self.state_endpoint = state
+        self.host = host
+        self.port = port
+        self.limits = limits or Limits()
+        self.auth = Authenticator(jwt_secret, jwt_public_key)
+        self.hub: Hub
+        self.routes: HttpRoutes
+        self._server: Server | None = None
+        self._context: zmq.asyncio.Context | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+
+    # -- URLs -------------------------------------------------------------------------------
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://HOST:PORT/api/ws``."""
+        return f"ws://{self.host}:{self.port}{WS_PATH}"
+
+    @property
+    def http_url(self) -> str:
+        """``http://HOST:PORT`` (the dashboard is at ``/``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """What ``zmqmon bridge`` prints on its first line."""
+        return {
+            "ws": self.ws_url,
+            "http": self.http_url,
+            "health": f"{self.http_url}/api/ws/health",
+            "dashboard": f"{self.http_url}/",
+        }
+
+    # -- asyncio face ---------------------------------------------------------------------------
+
+    async def astart(self) -> Bridge:
+        """Start on the running loop: connect upstream, listen."""
+        self._context = zmq.asyncio.Context()
+        ctx = self._context
+        state = DealerStateSource(self.state_endpoint, ctx)
+        self.hub = Hub(
+            lambda on_message: Upstream(self.events, ctx, on_message),
+            state,
+            auth_enabled=self.auth.enabled,
+            repair_timeout=self.limits.repair_timeout,
+        )
+        self.hub.upstream.start()
+        self.routes = HttpRoutes(self.hub, self.auth, time.monotonic())
+        self._server = await serve(
+            self._handler,
+            self.host,
+            self.port,
+            process_request=self.routes,
+            max_size=self.limits.max_frame,
+            compression=None,  # per-message deflate would cost CPU on every fan-out write
+            server_header="zmqmon-bridge",
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = int(sock.getsockname()[1])
+        log.info("zmqmon bridge on %s (auth %s)", self.ws_url, self.auth.enabled)
+        return self
+
+    async def astop(self) -> None:
+        """Close every connection, the listener and the upstream sockets."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        await self.hub.close()
+        self.hub.state.close()
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        principal = self.routes.principals.pop(ws, ANONYMOUS)
+        lim = self.limits
+        state = ConnectionState(
+            str(uuid.uuid4()),
+            principal,
+            RateLimiter(lim.rate, lim.burst, time.monotonic, lim.max_strikes),
+        )
+        session = Session(
+            ws,
+            state,
+            self.hub,
+            max_buffer=lim.max_send_buffer,
+            max_subscriptions=lim.max_subscriptions,
+        )
+        self.hub.connections.add(session)
+        try:
+            await session.run()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.hub.drop_connection(session)
+
+    # -- thread face ----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> Bridge:
+        """Run on a private loop in a daemon thread; returns once listening."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        async def main() -> None:
+            self._stop_event = asyncio.Event()
+            try:
+                await self.astart()
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            await self._stop_event.wait()
+            await self.astop()
+
+        def target() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(main())
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=target, name="zmqmon-bridge", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError("bridge did not start")
+        if failure:
+            raise failure[0]
+        return self
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the bridge's loop and return its result (thread face)."""
+        assert self._loop is not None
+        fut: Any = asyncio.run_coroutine_threadsafe(_call(fn, *args), self._loop)
+        return fut.result(10)
+
+    def stop(self) -> None:
+        """Stop the thread face and wait for it."""
+        if self._loop is not None and self._stop_event is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._stop_event.set)
+            self._thread.join(15)
+            self._thread = None
+
+    def __enter__(self) -> Bridge:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
+def run_bridge(
+    events: str,
+    state: str,
+    host: str,
+    port: int,
+    jwt_secret: str | None,
+    jwt_public_key: str | None,
+) -> int:
+    """``zmqmon bridge``: serve until SIGINT/SIGTERM; line 1 of stdout is the endpoints JSON."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        bridge = Bridge(
+            events or DEFAULT_EVENTS,
+            state or DEFAULT_STATE,
+            host or "127.0.0.1",
+            port,
+            jwt_secret=jwt_secret,
+            jwt_public_key=jwt_public_key,
+        )
+    except (OSError, ValueError) as exc:
+        print(f"zmqmon bridge: {exc}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await bridge.astart()
+        except OSError as exc:
+            print(f"zmqmon bridge: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(bridge.endpoints), flush=True)
+        print(f"zmqmon bridge: dashboard at {bridge.http_url}/", flush=True)
+        await stop.wait()
+        await bridge.astop()
+        return 0
+
+    return asyncio.run(main())
