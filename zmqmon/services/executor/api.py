@@ -28,7 +28,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
+from zmqmon.core.events import validation_message
 from zmqmon.core.workflow import AgentSpec, WorkflowDefinition
+from zmqmon.errors import WorkflowError
 
 __all__ = ["Agent", "Workflow", "callable_path"]
 
@@ -87,14 +91,20 @@ class Workflow:
     description: str = ""
 
     def to_definition(self) -> WorkflowDefinition:
-        """The workflow as a :class:`~zmqmon.core.workflow.WorkflowDefinition` (JSON form)."""
-        return WorkflowDefinition.model_validate(
-            {
-                "name": self.name,
-                "description": self.description,
-                "agents": [a.to_spec() for a in self.agents],
-            }
-        )
+        """The workflow as a :class:`~zmqmon.core.workflow.WorkflowDefinition` (JSON form).
+
+        Raises :class:`~zmqmon.errors.WorkflowError` naming the bad field.
+        """
+        try:
+            return WorkflowDefinition.model_validate(
+                {
+                    "name": self.name,
+                    "description": self.description,
+                    "agents": [a.to_spec() for a in self.agents],
+                }
+            )
+        except ValidationError as exc:
+            raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from None
 
     def callables(self) -> dict[str, Callable[..., Any]]:
         """Agent id → callable, for the agents given as callables."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,9 +133,10 @@ class ExecutionHandle:
 
     def _ipython_display_(self) -> None:
         # Hook for the notebook face: zmqmon.widgets.display_handle(handle) shows the live monitor.
+        display_handle: Callable[[ExecutionHandle], None] | None
         try:
-            from zmqmon.widgets import display_handle  # type: ignore[attr-defined]
-        except ImportError:
+            display_handle = importlib.import_module("zmqmon.widgets").display_handle
+        except (ImportError, AttributeError):  # widgets not installed (the notebook extra)
             display_handle = None
         if display_handle is None or self.endpoints is None:
             print(repr(self))

@@ -64,11 +64,7 @@ def resolve_uses(path: str) -> Callable[..., Any]:
 def as_definition(workflow: WorkflowLike) -> WorkflowDefinition:
     """The JSON definition of anything :func:`compile_workflow` accepts (checks shape only)."""
     if isinstance(workflow, Workflow):
-        try:
-            definition = workflow.to_definition()
-        except ValidationError as exc:
-            raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from None
-        return parse_workflow(definition)
+        return parse_workflow(workflow.to_definition())
     return parse_workflow(workflow)
 
 
