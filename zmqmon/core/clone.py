@@ -142,11 +142,14 @@ class CloneCore:
             subs.add(EXEC_PREFIX)  # workflow ids are not in topics: filter on the payload
         return subs | self.prefixes
 
-    def subscribe_execution(self, execution_id: str, after_seq: int | None = None) -> None:
-        """Track one execution. ``after_seq=None``: the shell must then call :meth:`on_snapshot`."""
+    def subscribe_execution(self, execution_id: str, after_seq: int | None = None) -> bool:
+        """Track one execution; False if it already was (nothing changes).
+
+        ``after_seq=None``: the shell must then call :meth:`on_snapshot`.
+        """
         old = self._trackers.get(execution_id)
         if old is not None and old.explicit:
-            return  # already subscribed: keep its progress
+            return False  # already subscribed: keep its progress
         t = _Tracker(execution_id, explicit=True)
         if after_seq is None:
             t.phase, t.outstanding = "snapshot", True
@@ -158,6 +161,7 @@ class CloneCore:
             t.buffer = {s: e for s, e in old.buffer.items() if s > t.delivered}
         self._trackers[execution_id] = t
         self._done.pop(execution_id, None)
+        return True
 
     def unsubscribe_execution(self, execution_id: str) -> None:
         """Stop tracking it (unless a workflow or prefix subscription still covers it)."""
@@ -283,8 +287,8 @@ class CloneCore:
     def on_events(self, execution_id: str, events: list[Event], last_seq: int, now: float) -> None:
         """The answer to a :class:`FetchEvents`: events in seq order and the store's lastSeq."""
         t = self._trackers.get(execution_id)
-        if t is None or not t.outstanding:
-            return
+        if t is None or not t.outstanding or t.phase != "ready":
+            return  # unsubscribed (or subscribed anew) while the fetch was out
         t.outstanding = t.needs_fetch = False
         before = t.delivered
         for event in events:
@@ -311,6 +315,8 @@ class CloneCore:
         self._pending.add(t.execution_id)
         if not give_up:
             self.stats.fetch_failures += 1
+            if isinstance(request, FetchSnapshot) and t.phase == "snapshot":
+                t.phase = "join"  # ask for the snapshot again
             self._back_off(t, now)
             return
         t.needs_fetch = False
@@ -326,8 +332,8 @@ class CloneCore:
 
     # -- outputs ------------------------------------------------------------------------------
 
-    def poll(self, now: float) -> list[Request]:
-        """Check liveness; return the requests due now (each is then outstanding)."""
+    def check_liveness(self, now: float) -> bool:
+        """Is the publisher alive at ``now``? (A change is queued in :attr:`liveness_changes`.)"""
         if (
             self.publisher_alive
             and self.last_heartbeat is not None
@@ -335,6 +341,11 @@ class CloneCore:
         ):
             self.publisher_alive = False
             self.liveness_changes.append(False)
+        return self.publisher_alive
+
+    def poll(self, now: float) -> list[Request]:
+        """Check liveness; return the requests due now (each is then outstanding)."""
+        self.check_liveness(now)
         out: list[Request] = []
         for eid in list(self._pending):
             t = self._trackers.get(eid)

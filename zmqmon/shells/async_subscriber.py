@@ -1,0 +1,178 @@
+"""AsyncSubscriber: the asyncio face of :class:`~zmqmon.shells.subscriber.Subscriber`.
+
+Same names and behaviour, ``async`` where I/O happens (``subscribe_execution``, ``recv``,
+``async for``), over ``zmq.asyncio`` and :class:`~zmqmon.shells.client.AsyncStateClient`, as
+pyzmq layers ``zmq.asyncio`` over ``zmq``. The repair logic is the same pure
+:class:`~zmqmon.core.clone.CloneCore`.
+
+The filter methods (``subscribe_workflow``, ``subscribe_topic`` and every ``unsubscribe_*``) are
+plain calls that may be made from any task of the loop at any time, also while another task is
+awaiting :meth:`AsyncSubscriber.recv`; the events an unsubscribe removes are never delivered
+after it returns. One task at a time should iterate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
+from zmqmon.core.clone import FetchEvents, FetchSnapshot
+from zmqmon.core.events import Event
+from zmqmon.core.state import ExecutionState
+from zmqmon.errors import NotFoundError, ZmqmonError
+from zmqmon.shells.client import AsyncStateClient
+from zmqmon.shells.subscriber import RCVHWM, SubscriberBase, sub_socket
+
+__all__ = ["AsyncSubscriber"]
+
+
+class AsyncSubscriber(SubscriberBase):
+    """asyncio subscriber: ``await recv()`` / ``async for`` yield repaired events.
+
+    Parameters as :class:`~zmqmon.shells.subscriber.Subscriber`; ``context`` may be a
+    ``zmq.asyncio.Context`` or a plain one (shadowed).
+    """
+
+    def __init__(
+        self,
+        events: str = DEFAULT_EVENTS,
+        state: str | None = DEFAULT_STATE,
+        *,
+        heartbeat_timeout: float = 3.0,
+        context: zmq.Context[Any] | None = None,
+        on_publisher_change: Callable[[bool], None] | None = None,
+        request_timeout: float = 2.0,
+        join_history: int = 1000,
+        rcvhwm: int = RCVHWM,
+    ) -> None:
+        super().__init__(heartbeat_timeout, on_publisher_change, join_history)
+        self.events_endpoint = events
+        self.state_endpoint = state
+        if context is None:
+            ctx: zmq.asyncio.Context = zmq.asyncio.Context.instance()
+        elif isinstance(context, zmq.asyncio.Context):
+            ctx = context
+        else:
+            ctx = zmq.asyncio.Context.shadow(context)
+        self._asocket: Any = sub_socket(ctx, events, rcvhwm)
+        # Non-blocking reads through a sync shadow of the same socket: no future per message.
+        # (Never closed itself: closing the asyncio socket closes the one underlying socket.)
+        self._socket = zmq.Socket.shadow(self._asocket.underlying)
+        self._client: AsyncStateClient | None = (
+            AsyncStateClient(state, timeout=request_timeout, context=ctx) if state else None
+        )
+        self._wakeup = asyncio.Event()
+
+    async def subscribe_execution(
+        self, execution_id: str, after_seq: int | None = None
+    ) -> ExecutionState | None:
+        """Follow one execution (see :meth:`Subscriber.subscribe_execution`)."""
+        if not self._core.subscribe_execution(execution_id, after_seq):
+            return self._core.states.get(execution_id)  # already subscribed
+        self._sync_subscriptions()  # subscribe FIRST, then ask for the snapshot
+        if after_seq is not None:
+            self._wakeup.set()
+            return None
+        if self._client is None:
+            self._core.on_fetch_failed(FetchSnapshot(execution_id), time.monotonic(), give_up=True)
+            return None
+        try:
+            state: ExecutionState | None = await self._client.snapshot(execution_id)
+        except NotFoundError:
+            state = None
+        except BaseException:
+            self.unsubscribe_execution(execution_id)
+            raise
+        self._core.on_snapshot(execution_id, state)
+        self._wakeup.set()  # a waiting recv() may have events to hand out now
+        return state
+
+    async def recv(self, timeout: float | None = None) -> Event | None:
+        """The next repaired event; None after ``timeout`` seconds (None: wait) or once closed."""
+        core = self._core
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            event = core.take_ready()
+            if event is not None or self._closed:
+                return event
+            now = time.monotonic()
+            await self._serve(now)
+            self._report_liveness()
+            event = core.take_ready()
+            if event is not None or self._closed:
+                return event
+            if self._pump(now):
+                continue
+            if deadline is not None and now >= deadline:
+                return None
+            wait = self._wait_time(now, deadline)
+            if wait > 0:
+                await self._wait(wait)
+
+    async def _wait(self, seconds: float) -> None:
+        # Wake on a message, on a subscribe that produced events, or after `seconds`.
+        self._wakeup.clear()
+        poll = asyncio.ensure_future(self._asocket.poll(int(seconds * 1000) + 1, zmq.POLLIN))
+        woken = asyncio.ensure_future(self._wakeup.wait())
+        try:
+            await asyncio.wait({poll, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (poll, woken):
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()  # retrieved: a poll on a socket closed meanwhile is fine
+
+    async def _serve(self, now: float) -> None:
+        for req in self._core.poll(now):
+            if self._client is None:
+                self._core.on_fetch_failed(req, now, give_up=True)
+                continue
+            try:
+                if isinstance(req, FetchEvents):
+                    try:
+                        got, last = await self._client.events(
+                            req.execution_id, req.after_seq, req.limit
+                        )
+                    except NotFoundError:  # not stored yet
+                        got, last = [], 0
+                    self._core.on_events(req.execution_id, got, last, time.monotonic())
+                else:
+                    try:
+                        snap: ExecutionState | None = await self._client.snapshot(req.execution_id)
+                    except NotFoundError:
+                        snap = None
+                    self._core.on_snapshot(req.execution_id, snap)
+            except ZmqmonError as exc:
+                self._fetch_failed(req, exc)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while not self._closed:
+            event = await self.recv()
+            if event is not None:
+                yield event
+
+    def close(self) -> None:
+        """Close the sockets (idempotent); a waiting ``recv`` returns None."""
+        if self._closed:
+            return
+        self._closed = True
+        self._wakeup.set()
+        self._asocket.close(0)
+        if self._client is not None:
+            self._client.close()
+
+    async def __aenter__(self) -> AsyncSubscriber:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
