@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Mapping
 from types import FrameType
 from typing import Any
@@ -121,6 +122,8 @@ class Server:
             self.stop()
             raise
         self.endpoints = {"events": self.publisher.endpoint, "state": self.service.endpoint}
+        if self.engine is not None:  # handles carry them, for monitors to connect
+            self.engine.endpoints = dict(self.endpoints)
         log.info("zmqmon service: events %(events)s, state %(state)s", self.endpoints)
         return self
 
@@ -157,13 +160,17 @@ class Server:
             definition = parse_workflow(workflow)
         else:  # an API-built Workflow: its definition is stored, its callables run
             definition = workflow.to_definition()
-        workflow_id = self.store.save_workflow(definition)
-        return self.engine.submit(
+        # Run first (the engine validates, imports the agents, emits started), store after:
+        # a workflow the engine refuses is not stored.
+        workflow_id = uuid.uuid4().hex
+        handle = self.engine.submit(
             workflow if not isinstance(workflow, Mapping) else definition,
             workflow_id=workflow_id,
             inputs=inputs,
             user_id=user_id,
         )
+        self.store.save_workflow(definition, workflow_id)
+        return handle
 
     def stop(self) -> None:
         """Stop everything; every event published is stored when this returns."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -241,13 +242,16 @@ class StateService:
                 definition = parse_workflow(req.workflow or {})
             except WorkflowError as exc:
                 raise BadRequestError(str(exc)) from None
-            workflow_id = self.store.save_workflow(definition)
+            workflow_id = None  # stored once the runner accepted it
+        run_workflow_id = workflow_id or uuid.uuid4().hex
         try:
             handle = self.runner.submit(
-                definition, workflow_id=workflow_id, inputs=req.inputs, user_id=req.user_id
+                definition, workflow_id=run_workflow_id, inputs=req.inputs, user_id=req.user_id
             )
         except WorkflowError as exc:
             raise BadRequestError(str(exc)) from None
+        if workflow_id is None:
+            self.store.save_workflow(definition, run_workflow_id)
         return {"executionId": str(handle.id)}
 
     def _cancel(self, req: CancelRequest) -> dict[str, Any]:
