@@ -294,10 +294,12 @@ def run_file(
             return _run_embedded(definition, values, events, console)
         return _run_remote(definition, values, state, console)
     except WorkflowError as exc:
-        errors.print(f"zmqmon run: {escape(str(path))}: {escape(str(exc))}")
+        errors.print(f"zmqmon run: {escape(str(path))}: {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
     except ZmqmonError as exc:  # the service refused or did not answer
-        errors.print(f"zmqmon run: {escape(type(exc).__name__)}: {escape(str(exc))}")
+        errors.print(
+            f"zmqmon run: {escape(type(exc).__name__)}: {escape(str(exc))}", soft_wrap=True
+        )
         return EXIT_INVALID if getattr(exc, "code", None) == "bad_request" else EXIT_FAILED
     except KeyboardInterrupt:
         errors.print("zmqmon run: interrupted")

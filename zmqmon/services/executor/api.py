@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zmqmon.core.events import validation_message
-from zmqmon.core.workflow import AgentSpec, WorkflowDefinition
+from zmqmon.core.workflow import WorkflowDefinition
 from zmqmon.errors import WorkflowError
 
 __all__ = ["Agent", "Workflow", "callable_path"]
@@ -67,19 +67,18 @@ class Agent:
         """``depends_on`` as agent ids."""
         return [d.id if isinstance(d, Agent) else d for d in self.depends_on]
 
-    def to_spec(self) -> AgentSpec:
-        """The agent as a definition entry (a callable is named by its ``module:qualname``)."""
+    def to_json_dict(self) -> dict[str, Any]:
+        """The agent as a definition entry (a callable is named by its ``module:qualname``);
+        validated as part of :meth:`Workflow.to_definition`."""
         uses = self.uses if isinstance(self.uses, str) else callable_path(self.uses)
-        return AgentSpec.model_validate(
-            {
-                "id": self.id,
-                "name": self.name,
-                "uses": uses,
-                "params": self.params,
-                "dependsOn": self.dependency_ids,
-                "timeoutSeconds": self.timeout_seconds,
-            }
-        )
+        return {
+            "id": self.id,
+            "name": self.name,
+            "uses": uses,
+            "params": self.params,
+            "dependsOn": self.dependency_ids,
+            "timeoutSeconds": self.timeout_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,7 @@ class Workflow:
                 {
                     "name": self.name,
                     "description": self.description,
-                    "agents": [a.to_spec() for a in self.agents],
+                    "agents": [a.to_json_dict() for a in self.agents],
                 }
             )
         except ValidationError as exc:
