@@ -183,13 +183,14 @@ def test_after_seq_resume_fetches_then_goes_live() -> None:
     core.subscribe_execution("e1", after_seq=5)
     core.on_event(events[10])  # seq 11 live while resuming
     (req,) = core.poll(0.0)
-    assert req == FetchEvents("e1", 5, 1000)
-    core.on_events("e1", events[5:9], 9, 0.0)  # store up to 9 (10 was still in flight)
+    assert req == FetchEvents("e1", 0, 1000)  # from 1: the state is built whole
+    core.on_events("e1", events[:9], 9, 0.0)  # store up to 9 (10 was still in flight)
     core.on_event(events[11])
     assert drain(core) == [6, 7, 8, 9]
     (req,) = core.poll(0.0)
     core.on_events("e1", events[9:], 12, 0.0)
     assert drain(core) == [10, 11, 12]
+    assert core.states["e1"] == replay(events)
 
 
 def test_prefix_join_fetches_early_history_when_short() -> None:

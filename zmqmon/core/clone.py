@@ -19,7 +19,8 @@ Joining rules:
   buffered, those ``<= snapshot.lastSeq`` dropped. No snapshot (unknown execution, ``None``)
   means "not started yet": every event from seq 1.
 * ``subscribe_execution(id, after_seq=N)``: every event with seq > N, fetched from the store, then
-  live ones.
+  live ones. Events 1..N are fetched too, but only applied to :attr:`states` (so the state is
+  whole), not delivered.
 * Workflow and raw-prefix subscriptions: an execution *first seen* through them by a live event
   with seq ``s``: if ``s == 1``, from there; if ``s - 1 <= join_history`` its earlier events are
   fetched, so the consumer sees it whole (right for an execution that started just after the
@@ -95,6 +96,7 @@ class _Tracker:
     delivered: int = 0
     known_last: int = 0  # highest seq known to exist
     buffer: dict[int, Event] = field(default_factory=dict)
+    quiet_until: int = 0  # events up to this seq are applied to the state, not delivered
     needs_fetch: bool = False  # ask the store once even if no gap is known (resume, recovery)
     outstanding: bool = False
     retry_at: float = 0.0
@@ -154,7 +156,7 @@ class CloneCore:
         if after_seq is None:
             t.phase, t.outstanding = "snapshot", True
         else:
-            t.delivered = t.known_last = max(0, after_seq)
+            t.quiet_until = t.known_last = max(0, after_seq)
             t.needs_fetch = True
             self._pending.add(execution_id)
         if old is not None:
@@ -400,7 +402,7 @@ class CloneCore:
         self.stats.delivered += 1
         if fetched:
             self.stats.fetched += 1
-        if self.wants(event):
+        if event.seq > t.quiet_until and self.wants(event):
             self.ready.append(event)
         if event.is_terminal:
             t.done = True
