@@ -1,0 +1,383 @@
+/*
+ * zmqmon dashboard: a live list of executions (subscription to the topic "exec/") and the detail
+ * of one (subscription by executionId from seq 0: agents, progress, full event log).
+ * State is derived with reducer.js — the same rules as the Python reducer. Reconnects by itself
+ * and resumes each execution subscription with afterSeq, so nothing is missed or doubled.
+ * No framework, no build step, nothing fetched from anywhere but this bridge.
+ */
+(function () {
+  "use strict";
+
+  var R = window.ZmqmonReducer;
+  var $ = function (id) { return document.getElementById(id); };
+
+  var states = {};        // executionId -> state (reducer.js form)
+  var logs = {};          // executionId -> {seq: event} for executions opened in detail
+  var subscribed = {};    // executionId -> true: execution subscriptions to (re)establish
+  var selected = null;
+  var ws = null;
+  var retry = 0;
+  var authOn = false;
+  var renderQueued = false;
+  var expanded = {};      // "execId:seq" -> true
+
+  // ---- connection -------------------------------------------------------------------------
+
+  function token() {
+    return $("token").value.trim() || sessionStorage.getItem("zmqmon-token") || "";
+  }
+
+  function setConn(state, text) {
+    $("conn").dataset.state = state;
+    $("conn-text").textContent = text || state;
+  }
+
+  function notice(text, isError) {
+    var el = $("notice");
+    if (!text) { el.hidden = true; return; }
+    el.textContent = text;
+    el.className = "notice" + (isError ? " error" : "");
+    el.hidden = false;
+  }
+
+  function wsUrl() {
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    var url = proto + "//" + location.host + "/api/ws";
+    var t = token();
+    return t ? url + "?token=" + encodeURIComponent(t) : url;
+  }
+
+  function send(msg) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  }
+
+  function lastSeqOf(id) {
+    var log = logs[id];
+    if (!log) return 0;
+    var last = 0;
+    for (var k in log) { if (+k > last) last = +k; }
+    return last;
+  }
+
+  function connect() {
+    setConn(retry ? "reconnecting" : "connecting");
+    var sock = new WebSocket(wsUrl());
+    ws = sock;
+    var opened = false;
+    sock.onopen = function () {
+      opened = true;
+      retry = 0;
+      setConn("connected");
+      notice("");
+      send({ type: "subscribe", topic: "exec/" });
+      // Resume each execution where its log stops: the bridge sends what was missed, once.
+      Object.keys(subscribed).forEach(function (id) {
+        send({ type: "subscribe", executionId: id, afterSeq: lastSeqOf(id) });
+      });
+      seed();
+    };
+    sock.onmessage = function (e) {
+      var msg;
+      try { msg = JSON.parse(e.data); } catch (err) { return; }
+      onMessage(msg);
+    };
+    sock.onclose = function (e) {
+      if (ws !== sock) return;
+      ws = null;
+      if (!opened && authOn) {
+        setConn("unauthorized", "token refused");
+        notice("The bridge refused the connection: enter a valid token.", true);
+        $("token-form").hidden = false;
+        return;
+      }
+      retry = Math.min(retry + 1, 6);
+      var delay = Math.min(500 * Math.pow(2, retry - 1), 8000);
+      setConn("reconnecting", "reconnecting" + (e.code ? " (" + e.code + ")" : ""));
+      setTimeout(connect, delay);
+    };
+  }
+
+  function seed() {
+    var t = token();
+    var headers = t ? { Authorization: "Bearer " + t } : {};
+    fetch("/api/executions", { headers: headers }).then(function (r) {
+      return r.ok ? r.json() : { executions: [] };
+    }).then(function (body) {
+      (body.executions || []).forEach(function (s) {
+        var cur = states[s.executionId];
+        if (!cur || cur.lastSeq < s.lastSeq) states[s.executionId] = s;
+      });
+      queueRender();
+    }).catch(function () { /* the live stream still fills the list */ });
+  }
+
+  // ---- messages ---------------------------------------------------------------------------
+
+  function onMessage(msg) {
+    switch (msg.type) {
+      case "connected":
+      case "subscribed":
+      case "unsubscribed":
+      case "pong":
+        return;
+      case "snapshot":
+        states[msg.executionId] = msg.execution;
+        queueRender();
+        return;
+      case "error":
+        notice(msg.code + ": " + msg.message, true);
+        return;
+      default:
+        if (typeof msg.seq === "number" && msg.executionId) onEvent(msg);
+    }
+  }
+
+  function onEvent(ev) {
+    var id = ev.executionId;
+    states[id] = R.applyEvent(states[id] || null, ev);
+    if (logs[id]) logs[id][ev.seq] = ev;
+    queueRender();
+  }
+
+  // ---- actions ----------------------------------------------------------------------------
+
+  function select(id) {
+    selected = id;
+    if (!subscribed[id]) {
+      subscribed[id] = true;
+      logs[id] = {};
+      send({ type: "subscribe", executionId: id, afterSeq: 0 });  // the whole log, then live
+    }
+    renderNow();
+  }
+
+  function unsubscribe(id) {
+    if (!id) return;
+    delete subscribed[id];
+    send({ type: "unsubscribe", executionId: id });
+    if (selected === id) selected = null;
+    delete logs[id];
+    renderNow();
+  }
+
+  // ---- rendering --------------------------------------------------------------------------
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function badge(status) { return el("span", "badge " + status, status); }
+
+  function bar(progress, status, big) {
+    var p = el("div", "progress " + status + (big ? " big" : ""));
+    var b = el("div", "bar");
+    b.style.width = Math.max(0, Math.min(100, progress || 0)) + "%";
+    p.appendChild(b);
+    return p;
+  }
+
+  function progressCell(progress, status) {
+    var c = el("div", "cell-progress");
+    c.appendChild(bar(progress, status));
+    c.appendChild(el("span", "n", (progress || 0) + "%"));
+    return c;
+  }
+
+  function parseTs(ts) { return ts ? Date.parse(ts) : NaN; }
+
+  function fmtTime(ts) {
+    var t = parseTs(ts);
+    if (isNaN(t)) return "—";
+    var d = new Date(t);
+    var same = new Date().toDateString() === d.toDateString();
+    var hms = d.toLocaleTimeString([], { hour12: false });
+    return same ? hms : d.toLocaleDateString() + " " + hms;
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined || isNaN(ms)) return "—";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    var s = ms / 1000;
+    if (s < 60) return s.toFixed(1) + " s";
+    var m = Math.floor(s / 60);
+    return m + " m " + Math.round(s - 60 * m) + " s";
+  }
+
+  function duration(startedAt, finishedAt, running) {
+    var a = parseTs(startedAt);
+    if (isNaN(a)) return null;
+    var b = finishedAt ? parseTs(finishedAt) : (running ? Date.now() : NaN);
+    return isNaN(b) ? null : Math.max(0, b - a);
+  }
+
+  function queueRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    requestAnimationFrame(function () { renderQueued = false; renderNow(); });
+  }
+
+  function renderNow() {
+    renderList();
+    renderDetail();
+    renderSubs();
+  }
+
+  function renderList() {
+    var ids = Object.keys(states).sort(function (a, b) {
+      var x = states[a].startedAt || "", y = states[b].startedAt || "";
+      return x < y ? 1 : x > y ? -1 : 0;
+    });
+    $("exec-count").textContent = String(ids.length);
+    $("empty").hidden = ids.length > 0;
+    var body = $("exec-rows");
+    var rows = document.createDocumentFragment();
+    ids.forEach(function (id) {
+      var s = states[id];
+      var tr = el("tr", id === selected ? "selected" : "");
+      tr.dataset.execId = id;
+      tr.dataset.status = s.status;
+      tr.appendChild(el("td")).appendChild(badge(s.status));
+      var wf = tr.appendChild(el("td"));
+      wf.appendChild(el("div", "wf", s.workflowName || s.workflowId || "—"));
+      wf.appendChild(el("div", "id", id));
+      tr.appendChild(el("td")).appendChild(progressCell(s.progress, s.status));
+      tr.appendChild(el("td", "time", fmtTime(s.startedAt)));
+      tr.appendChild(el("td", "num", fmtDuration(duration(s.startedAt, s.finishedAt, s.status === "running"))));
+      tr.addEventListener("click", function () { select(id); });
+      rows.appendChild(tr);
+    });
+    body.replaceChildren(rows);
+  }
+
+  function renderDetail() {
+    var s = selected && states[selected];
+    $("detail").hidden = !selected;
+    $("placeholder").hidden = !!selected;
+    if (!selected) return;
+    if (!s) s = { executionId: selected, status: "pending", progress: 0, agents: [], lastSeq: 0 };
+    $("detail").dataset.status = s.status;
+    $("d-name").textContent = s.workflowName || s.workflowId || "Execution";
+    $("d-id").textContent = s.executionId;
+    var st = $("d-status");
+    st.className = "badge " + s.status;
+    st.textContent = s.status;
+    var prog = $("d-progress");
+    prog.className = "progress big " + s.status;
+    prog.querySelector(".bar").style.width = (s.progress || 0) + "%";
+    $("d-pct").textContent = (s.progress || 0) + "%";
+    $("d-started").textContent = fmtTime(s.startedAt);
+    $("d-duration").textContent = fmtDuration(duration(s.startedAt, s.finishedAt, s.status === "running"));
+    $("d-user").textContent = s.userId || "—";
+    $("d-seq").textContent = String(s.lastSeq || 0);
+    $("d-error").hidden = !s.error;
+    $("d-error").textContent = s.error || "";
+
+    var rows = document.createDocumentFragment();
+    (s.agents || []).forEach(function (a) {
+      var tr = el("tr");
+      tr.dataset.agentId = a.agentId;
+      tr.dataset.status = a.status;
+      var name = tr.appendChild(el("td"));
+      name.appendChild(el("div", "wf", a.agentName));
+      name.appendChild(el("div", "id", a.agentId));
+      tr.appendChild(el("td")).appendChild(badge(a.status));
+      tr.appendChild(el("td")).appendChild(progressCell(a.progress, a.status));
+      var ms = a.durationMs !== null && a.durationMs !== undefined
+        ? a.durationMs : duration(a.startedAt, a.finishedAt, a.status === "running");
+      tr.appendChild(el("td", "num", fmtDuration(ms)));
+      tr.appendChild(el("td", "err", a.error || ""));
+      rows.appendChild(tr);
+    });
+    $("agent-rows").replaceChildren(rows);
+    renderLog(selected);
+  }
+
+  function summary(ev) {
+    var d = ev.data || {};
+    switch (ev.type) {
+      case "execution:started": return (d.workflowName || "") + " · " + d.agentCount + " agents";
+      case "execution:progress": return d.progress + "%" + (d.currentAgent ? " · " + d.currentAgent : "");
+      case "execution:completed": return fmtDuration(d.durationMs);
+      case "execution:failed": return d.error || "";
+      case "execution:cancelled": return d.reason || "";
+      case "agent:progress": return d.agentName + " " + d.progress + "%" + (d.message ? " · " + d.message : "");
+      case "agent:failed": return d.agentName + ": " + (d.error || "");
+      case "agent:completed": return d.agentName + " · " + fmtDuration(d.durationMs);
+      default: return d.agentName || "";
+    }
+  }
+
+  function renderLog(id) {
+    var log = logs[id] || {};
+    var seqs = Object.keys(log).map(Number).sort(function (a, b) { return a - b; });
+    var list = $("log");
+    var atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+    var frag = document.createDocumentFragment();
+    seqs.forEach(function (seq) {
+      var ev = log[seq];
+      var li = el("li", "t-" + ev.type.replace(":", "-"));
+      li.dataset.seq = String(seq);
+      var line = li.appendChild(el("div", "line"));
+      line.appendChild(el("span", "seq", "#" + seq));
+      line.appendChild(el("span", "ts", (ev.timestamp || "").slice(11, 23)));
+      line.appendChild(el("span", "type", ev.type));
+      line.appendChild(el("span", "summary", summary(ev)));
+      var key = id + ":" + seq;
+      if (expanded[key]) li.appendChild(el("pre", "", JSON.stringify(ev, null, 2)));
+      line.addEventListener("click", function () {
+        if (expanded[key]) delete expanded[key]; else expanded[key] = true;
+        renderLog(id);
+      });
+      frag.appendChild(li);
+    });
+    list.replaceChildren(frag);
+    if (atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  function renderSubs() {
+    var box = $("subs");
+    var frag = document.createDocumentFragment();
+    frag.appendChild(el("span", "chip", "topic exec/"));
+    Object.keys(subscribed).forEach(function (id) {
+      var c = el("span", "chip", "execution " + id.slice(0, 8));
+      c.title = id;
+      c.dataset.sub = id;
+      frag.appendChild(c);
+    });
+    box.replaceChildren(frag);
+  }
+
+  // ---- wiring -----------------------------------------------------------------------------
+
+  $("subscribe-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var id = $("subscribe-id").value.trim();
+    if (id) select(id);
+  });
+  $("unsubscribe-btn").addEventListener("click", function () {
+    unsubscribe($("subscribe-id").value.trim() || selected);
+  });
+  $("token-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    sessionStorage.setItem("zmqmon-token", $("token").value.trim());
+    if (ws) ws.close();
+    retry = 0;
+    connect();
+  });
+  setInterval(function () {  // running durations tick
+    for (var id in states) { if (states[id].status === "running") { queueRender(); return; } }
+  }, 1000);
+
+  fetch("/api/config").then(function (r) { return r.json(); }).then(function (cfg) {
+    authOn = !!cfg.auth;
+    $("token-form").hidden = !authOn;
+    var fromUrl = new URLSearchParams(location.search).get("token");
+    if (fromUrl) sessionStorage.setItem("zmqmon-token", fromUrl);
+    connect();
+  }).catch(function () { connect(); });
+
+  window.zmqmonDashboard = { states: states, select: select, unsubscribe: unsubscribe };
+})();

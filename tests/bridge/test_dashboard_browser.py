@@ -1,0 +1,84 @@
+"""The dashboard in a real browser (Debian's Chromium through Playwright) while a workflow runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from tests.bridge.conftest import workflow
+from zmqmon_bridge.server import Bridge
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(90)
+def test_dashboard_follows_a_running_workflow(
+    server: Any, bridge: Bridge, tmp_path: Path
+) -> None:
+    requests: list[str] = []
+    console_errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.on(
+                "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
+            )
+            page.goto(bridge.http_url + "/")
+            page.wait_for_selector('#conn[data-state="connected"]', timeout=10_000)
+
+            handle = server.submit(workflow(seconds=1.5, steps=10, agents=3))
+            row = f'tr[data-exec-id="{handle.id}"]'
+            page.wait_for_selector(row, timeout=10_000)  # appears in the live list
+            page.click(row)
+            page.wait_for_selector('#detail[data-status="running"]', timeout=10_000)
+
+            # the overall progress bar moves
+            bar = "#d-progress .bar"
+            page.wait_for_function(
+                f"parseFloat(document.querySelector('{bar}').style.width) > 0", timeout=15_000
+            )
+            first_width = page.eval_on_selector(bar, "e => parseFloat(e.style.width)")
+            # agent rows change state: the first completes while a later one runs
+            page.wait_for_selector('tr[data-agent-id="a0"][data-status="completed"]', timeout=15_000)
+            page.wait_for_selector('tr[data-agent-id="a1"][data-status="running"]', timeout=15_000)
+            page.screenshot(path=str(tmp_path / "running.png"))
+            page.wait_for_selector('#detail[data-status="completed"]', timeout=20_000)
+            page.wait_for_selector(f'{row}[data-status="completed"]', timeout=5_000)
+            last_width = page.eval_on_selector(bar, "e => parseFloat(e.style.width)")
+            assert last_width == 100 > first_width
+            statuses = page.eval_on_selector_all(
+                "#agent-rows tr", "rows => rows.map(r => r.dataset.status)"
+            )
+            assert statuses == ["completed", "completed", "completed"]
+            # the event log holds every event once, in order, and expands to JSON
+            seqs = page.eval_on_selector_all("#log li", "lis => lis.map(l => +l.dataset.seq)")
+            assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 10
+            page.click("#log li:first-child .line")
+            page.wait_for_selector("#log li:first-child pre")
+            assert '"execution:started"' in page.inner_text("#log li:first-child pre")
+            shot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert shot.exists() and shot.stat().st_size > 10_000
+    assert (tmp_path / "running.png").stat().st_size > 10_000
+    # nothing fetched from anywhere but the bridge
+    hosts = {urlsplit(u).hostname for u in requests if not u.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, requests
+    assert not console_errors, console_errors
