@@ -67,10 +67,17 @@ class Agent:
         """``depends_on`` as agent ids."""
         return [d.id if isinstance(d, Agent) else d for d in self.depends_on]
 
-    def to_json_dict(self) -> dict[str, Any]:
+    def to_json_dict(self, _paths: dict[int, str] | None = None) -> dict[str, Any]:
         """The agent as a definition entry (a callable is named by its ``module:qualname``);
         validated as part of :meth:`Workflow.to_definition`."""
-        uses = self.uses if isinstance(self.uses, str) else callable_path(self.uses)
+        if isinstance(self.uses, str):
+            uses = self.uses
+        elif _paths is None:
+            uses = callable_path(self.uses)
+        else:
+            uses = _paths.get(id(self.uses)) or _paths.setdefault(
+                id(self.uses), callable_path(self.uses)
+            )
         return {
             "id": self.id,
             "name": self.name,
@@ -94,13 +101,14 @@ class Workflow:
 
         Raises :class:`~zmqmon.errors.WorkflowError` naming the bad field.
         """
+        paths: dict[int, str] = {}  # callable → path, computed once per callable
+        agents = []
+        for agent in self.agents:
+            entry = agent.to_json_dict(paths)
+            agents.append(entry)
         try:
             return WorkflowDefinition.model_validate(
-                {
-                    "name": self.name,
-                    "description": self.description,
-                    "agents": [a.to_json_dict() for a in self.agents],
-                }
+                {"name": self.name, "description": self.description, "agents": agents}
             )
         except ValidationError as exc:
             raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from None

@@ -39,6 +39,7 @@ class ExecutionHandle:
     * ``id``, ``workflow_id``, ``status`` (live: ``pending|running|completed|failed|cancelled``);
     * ``wait(timeout=None)`` → the final :class:`~zmqmon.core.state.ExecutionState`, or raises
       the builtin ``TimeoutError`` if it is still running after ``timeout`` seconds;
+      ``join(timeout=None)`` → just the final status (no replay of the events);
     * ``result`` → agent id → what each agent returned (the Python objects themselves, not their
       JSON form); waits for the end; raises :class:`~zmqmon.errors.AgentFailedError`,
       :class:`~zmqmon.errors.AgentTimeoutError` or :class:`~zmqmon.errors.ExecutionCancelledError`
@@ -95,6 +96,13 @@ class ExecutionHandle:
         state = replay(parse_event(e) for e in self.events)
         assert state is not None  # execution:started is emitted before submit returns
         return state
+
+    def join(self, timeout: float | None = None) -> str:
+        """Block until the execution ends; return its final status (cheaper than :meth:`wait`,
+        which also folds every event into the state). Raises ``TimeoutError`` like ``wait``."""
+        if not self._record.done.wait(timeout):
+            raise TimeoutError(f"execution {self.id} still {self.status} after {timeout} s")
+        return self._record.status
 
     def wait(self, timeout: float | None = None) -> ExecutionState:
         """Block until the execution ends; return its final state.

@@ -75,6 +75,17 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
+def _kinds(functions: dict[str, Callable[..., Any]]) -> dict[str, bool]:
+    by_fn: dict[int, bool] = {}
+    out = {}
+    for agent_id, fn in functions.items():
+        kind = by_fn.get(id(fn))
+        if kind is None:
+            kind = by_fn[id(fn)] = _is_async(fn)
+        out[agent_id] = kind
+    return out
+
+
 def _check_signature(agent_id: str, uses: str, fn: Callable[..., Any]) -> None:
     try:
         sig = inspect.signature(fn)
@@ -108,6 +119,7 @@ def compile_workflow(workflow: WorkflowLike) -> Plan:
     definition = as_definition(workflow)
     given = workflow.callables() if isinstance(workflow, Workflow) else {}
     functions: dict[str, Callable[..., Any]] = {}
+    checked: set[int] = set()  # one signature check per callable, however many agents use it
     for spec in definition.agents:
         fn = given.get(spec.id)
         if fn is None:
@@ -115,12 +127,14 @@ def compile_workflow(workflow: WorkflowLike) -> Plan:
                 fn = resolve_uses(spec.uses)
             except WorkflowError as exc:
                 raise WorkflowError(f"agent {spec.id!r}: uses {spec.uses!r}: {exc}") from None
-        _check_signature(spec.id, spec.uses, fn)
+        if id(fn) not in checked:
+            _check_signature(spec.id, spec.uses, fn)
+            checked.add(id(fn))
         _check_params(spec.id, fn, spec.params)
         functions[spec.id] = fn
     return Plan(
         definition=definition,
         order=topological_order(definition),
         functions=functions,
-        is_async={k: _is_async(f) for k, f in functions.items()},
+        is_async=_kinds(functions),
     )
