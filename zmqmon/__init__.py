@@ -26,7 +26,14 @@ __version__ = "0.1.0"
 
 # Names imported on first use, so that ``import zmqmon`` needs none of the optional extras
 # (e.g. ``zmqmon.monitor`` needs ipywidgets): name → module that defines it.
-_LAZY = {"monitor": "zmqmon.widgets"}
+_LAZY = {
+    "monitor": "zmqmon.widgets",
+    "Executor": "zmqmon.services.executor",
+    "Workflow": "zmqmon.services.executor",
+    "Agent": "zmqmon.services.executor",
+    "ExecutionHandle": "zmqmon.services.executor",
+    "AgentContext": "zmqmon.services.executor",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -39,6 +46,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "Agent",
+    "AgentContext",
     "AgentFailedError",
     "AgentSpec",
     "AgentState",
@@ -49,7 +58,9 @@ __all__ = [
     "Event",
     "ExecutionCancelledError",
     "ExecutionError",
+    "ExecutionHandle",
     "ExecutionState",
+    "Executor",
     "InternalError",
     "NotFoundError",
     "ProtocolError",
@@ -57,6 +68,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailableError",
     "StoreError",
+    "Workflow",
     "WorkflowDefinition",
     "WorkflowError",
     "ZmqmonError",
