@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 # How long the writer sleeps between batches when nobody asks for a flush: the batching window.
 _WRITER_INTERVAL = 0.01
+_PROGRESS_TYPES = frozenset({"agent:progress", "execution:progress"})
 # Executions whose state the writer keeps in memory (the rest are reloaded from the file).
 _STATE_CACHE = 10_000
 
@@ -77,6 +78,37 @@ def _connect(path: str) -> sqlite3.Connection:
     # may lose the last transactions, and the file stays consistent either way.
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def _superseded(state: ExecutionState | None, event: dict[str, Any], nxt: dict[str, Any]) -> bool:
+    """True when applying ``event`` and then ``nxt`` gives the same state as ``nxt`` alone.
+
+    That is a progress event followed by the next progress of the same execution or of the same
+    already-running agent: the reducer only sets ``progress`` and ``lastSeq``, both overwritten.
+    Skipping those spares the writer (and the GIL it shares with the emitting threads) most of the
+    reducer work of a burst. Never on a pending/terminal execution or a pending agent, where the
+    first progress event also changes status and ``startedAt``.
+    """
+    kind = event["type"]
+    if (
+        state is None
+        or state.status != "running"
+        or kind != nxt["type"]
+        or not state.last_seq < event["seq"] < nxt["seq"]
+    ):
+        return False
+    if kind == "execution:progress":
+        return True
+    if kind != "agent:progress":
+        return False
+    data, next_data = event.get("data"), nxt.get("data")
+    if not isinstance(data, dict) or not isinstance(next_data, dict):
+        return False
+    agent_id = data.get("agentId")
+    if not isinstance(agent_id, str) or next_data.get("agentId") != agent_id:
+        return False
+    row = state.agent(agent_id)
+    return row is not None and row.status == "running"
 
 
 class _Flush:
@@ -184,15 +216,35 @@ class Store:
 
     def _write_batch(self, batch: list[tuple[dict[str, Any], bytes]]) -> None:
         rows = []
-        touched: dict[str, ExecutionState] = {}
+        by_execution: dict[str, list[dict[str, Any]]] = {}
         for event, payload in batch:
-            execution_id = str(event["executionId"])
-            rows.append((execution_id, int(event["seq"]), str(event["type"]), payload))
-            state = touched.get(execution_id) or self._cached_state(execution_id)
-            try:
-                touched[execution_id] = apply_event(state, parse_event(event))
-            except ProtocolError as exc:  # stored anyway (verbatim); the state skips it
-                log.warning("store: event %s/%s not applied: %s", execution_id, event["seq"], exc)
+            execution_id = event["executionId"]
+            rows.append((execution_id, event["seq"], event["type"], payload))
+            group = by_execution.get(execution_id)
+            if group is None:
+                by_execution[execution_id] = [event]
+            else:
+                group.append(event)
+        touched: dict[str, ExecutionState] = {}
+        for execution_id, events in by_execution.items():
+            state = self._cached_state(execution_id)
+            last = len(events) - 1
+            for i, event in enumerate(events):
+                # Cheap pre-check inline: most events of a burst are progress events.
+                if (
+                    i < last
+                    and event["type"] in _PROGRESS_TYPES
+                    and _superseded(state, event, events[i + 1])
+                ):
+                    continue
+                try:
+                    state = apply_event(state, parse_event(event))
+                except ProtocolError as exc:  # stored anyway (verbatim); the state skips it
+                    log.warning(
+                        "store: event %s/%s not applied: %s", execution_id, event["seq"], exc
+                    )
+            if state is not None:
+                touched[execution_id] = state
         conn = self._write
         conn.execute("BEGIN IMMEDIATE")
         try:
