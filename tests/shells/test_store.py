@@ -190,3 +190,50 @@ def test_reopening_the_file_keeps_events_states_and_workflows(db: Path) -> None:
 def test_unopenable_path_raises_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Store(tmp_path / "no-such-dir" / "x.sqlite3")
+
+
+def test_bursts_of_progress_give_the_same_state_as_the_reducer(db: Path) -> None:
+    """The writer skips progress events the next one supersedes: the state must not change."""
+    import random
+
+    from zmqmon.core.events import parse_event
+    from zmqmon.core.state import replay
+
+    rng = random.Random(7)
+    emitted: list[dict[str, Any]] = []
+    with Store(db) as store:
+        em = EventEmitter(lambda e: (emitted.append(e), store.append(e, dumps(e))))
+        for x in range(3):
+            em.emit_execution_started(f"x{x}", "w", workflow_name="W", agent_count=3)
+        for step in range(3000):
+            x = f"x{rng.randrange(3)}"
+            agent = f"a{rng.randrange(3)}"
+            roll = rng.random()
+            if roll < 0.6:
+                em.emit_agent_progress(x, "w", agent, agent.upper(), rng.randrange(101))
+            elif roll < 0.8:
+                em.emit_execution_progress(x, "w", rng.randrange(101), agent)
+            elif roll < 0.9:
+                em.emit_agent_started(x, "w", agent, agent.upper())
+            else:
+                em.emit_agent_completed(x, "w", agent, agent.upper(), result=step, duration_ms=1)
+            if step % 500 == 0:
+                store.flush()  # batch boundaries in the middle of runs too
+        for x in range(3):
+            em.emit_execution_completed(f"x{x}", "w", duration_ms=1, results={})
+        for x in range(3):
+            mine = [parse_event(e) for e in emitted if e["executionId"] == f"x{x}"]
+            assert store.state(f"x{x}") == replay(mine)
+            # and before the terminal event (running state), from the stored events
+            stored = [parse_event(e) for e in store.events(f"x{x}", limit=10_000)]
+            assert replay(stored) == replay(mine)
+
+
+def test_a_malformed_append_is_dropped_and_the_rest_of_its_batch_stored(db: Path) -> None:
+    with Store(db) as store:
+        em = storing_emitter(store)
+        em.emit_execution_started("e1", "w1", workflow_name="W", agent_count=1)
+        store.append({"no": "keys"}, b"{}")
+        em.emit_execution_progress("e1", "w1", 10)
+        store.flush(10)
+        assert [e["seq"] for e in store.events("e1")] == [1, 2]

@@ -218,8 +218,12 @@ class Store:
         rows = []
         by_execution: dict[str, list[dict[str, Any]]] = {}
         for event, payload in batch:
-            execution_id = event["executionId"]
-            rows.append((execution_id, event["seq"], event["type"], payload))
+            try:
+                execution_id = event["executionId"]
+                rows.append((execution_id, event["seq"], event["type"], payload))
+            except (KeyError, TypeError):  # not an event at all: nothing to key it by
+                log.warning("store: dropped a malformed event: %.200r", event)
+                continue
             group = by_execution.get(execution_id)
             if group is None:
                 by_execution[execution_id] = [event]
