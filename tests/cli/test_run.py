@@ -161,3 +161,15 @@ def test_sigint_cancels_and_exits_130(tmp_path: Path) -> None:
     [(state, events)] = stored_executions(tmp_path)
     assert state.status == "cancelled"
     assert events[-1]["type"] == "execution:cancelled"
+
+
+def test_remote_run_submits_to_the_service_and_follows_it(server: Any, tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "ok.json", {"name": "Remote", "agents": [work("a", 0.02), work("b", 0.02, "a")]}
+    )
+    proc = run([str(path), "--state", server.endpoints["state"]], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [state] = server.store.executions()
+    assert state.status == "completed" and state.workflow_name == "Remote"
+    assert state.execution_id in proc.stdout
+    assert not (tmp_path / "run.sqlite3").exists()  # nothing embedded
