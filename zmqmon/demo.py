@@ -60,9 +60,7 @@ async def fail(ctx: AgentContext) -> None:
 fail.params_model = FailParams  # type: ignore[attr-defined]
 
 
-def _agent(
-    agent_id: str, name: str, seconds: float, *deps: str, steps: int = 10
-) -> dict[str, Any]:
+def _agent(agent_id: str, name: str, seconds: float, *deps: str, steps: int = 10) -> dict[str, Any]:
     return {
         "id": agent_id,
         "name": name,
