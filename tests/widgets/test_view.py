@@ -82,7 +82,14 @@ def test_execution_row() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "—"), (-1, "—"), (0.25, "250 ms"), (4.25, "4.2 s"), (125, "2 m 05 s"), (3720, "1 h 02 m")],
+    [
+        (None, "—"),
+        (-1, "—"),
+        (0.25, "250 ms"),
+        (4.25, "4.2 s"),
+        (125, "2 m 05 s"),
+        (3720, "1 h 02 m"),
+    ],
 )
 def test_format_duration(seconds: float | None, text: str) -> None:
     assert format_duration(seconds) == text
@@ -105,10 +112,7 @@ def test_every_fixture_event_formats_as_one_line() -> None:
             assert "\n" not in line
             assert line.startswith(raw["timestamp"][11:23] + f" #{raw['seq']} {raw['type']}")
     failed = next(
-        parse_event(e)
-        for f in FIXTURES
-        for e in f["events"]
-        if e["type"] == "agent:failed"
+        parse_event(e) for f in FIXTURES for e in f["events"] if e["type"] == "agent:failed"
     )
     assert failed.data.error in format_event(failed)  # type: ignore[union-attr]
 

@@ -45,13 +45,13 @@ class _AgentRow:
     """The widgets of one agent's row: name, status badge, progress bar, duration, error."""
 
     def __init__(self) -> None:
-        self.name = widgets.HTML(layout=widgets.Layout(width="14em", overflow="hidden"))
+        self.name = widgets.HTML(layout=widgets.Layout(width="10em", overflow="hidden"))
         self.badge = widgets.HTML(layout=widgets.Layout(width="7em"))
         self.bar = widgets.IntProgress(
             min=0, max=100, value=0, layout=widgets.Layout(flex="1 1 auto", width="auto")
         )
         self.duration = widgets.HTML(layout=widgets.Layout(width="6em"))
-        self.error = widgets.HTML(layout=widgets.Layout(display="none", margin="0 0 0 14em"))
+        self.error = widgets.HTML(layout=widgets.Layout(display="none", margin="0 0 0 10em"))
         line = widgets.HBox(
             [self.name, self.badge, self.bar, self.duration],
             layout=widgets.Layout(align_items="center", width="100%"),
@@ -119,7 +119,20 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self.state: ExecutionState = self._initial_state()
 
         self._header = widgets.HTML()
-        self._bar = widgets.IntProgress(min=0, max=100, layout=widgets.Layout(width="100%"))
+        # The overall row is laid out like an agent row: label, percentage, bar, agents done.
+        self._bar = widgets.IntProgress(
+            min=0, max=100, layout=widgets.Layout(flex="1 1 auto", width="auto")
+        )
+        self._bar.add_class("zmqmon-overall")
+        self._percent = widgets.HTML(layout=widgets.Layout(width="7em"))
+        self._done = widgets.HTML(layout=widgets.Layout(width="6em"))
+        overall_label = widgets.HTML(
+            f'<b style="{_CSS}">Overall</b>', layout=widgets.Layout(width="10em")
+        )
+        overall = widgets.HBox(
+            [overall_label, self._percent, self._bar, self._done],
+            layout=widgets.Layout(align_items="center", width="100%"),
+        )
         self._rows: list[_AgentRow] = []
         self._agents = widgets.VBox(layout=widgets.Layout(width="100%"))
         self._log_view = widgets.HTML()
@@ -136,6 +149,10 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self._owned: list[widgets.Widget] = [
             self._header,
             self._bar,
+            self._percent,
+            self._done,
+            overall_label,
+            overall,
             self._agents,
             self._log_view,
             self._log_box,
@@ -143,7 +160,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             self._footer,
             actions,
         ]
-        self.children = [self._header, self._bar, self._agents, self._log_box, actions]
+        self.children = [self._header, overall, self._agents, self._log_box, actions]
         self.add_class("zmqmon-monitor")
         self.layout.width = "100%"
         self.layout.max_width = "56em"
@@ -223,11 +240,12 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             if view.error:
                 header += f'<div style="color:#dc3545;{_MONO}">{html.escape(view.error)}</div>'
             _set(self._header, value=header)
+            _set(self._bar, value=view.progress, bar_style=view.bar_style)
+            _set(self._percent, value=f'<span style="{_MONO}">{view.progress}%</span>')
+            done = sum(a.status == "completed" for a in view.agents)
             _set(
-                self._bar,
-                value=view.progress,
-                bar_style=view.bar_style,
-                description=f"{view.progress}%",
+                self._done,
+                value=f'<span style="{_MONO}color:#666">{done}/{len(view.agents)} done</span>',
             )
             while len(self._rows) < len(view.agents):
                 self._rows.append(_AgentRow())

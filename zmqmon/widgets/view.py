@@ -93,8 +93,8 @@ def badge_html(status: str) -> str:
     colour = STATUS_COLOURS.get(status, "#6c757d")
     return (
         f'<span class="zmqmon-badge zmqmon-{html.escape(status)}" style="background:{colour};'
-        "color:#fff;border-radius:0.8em;padding:1px 8px;font-size:0.85em;"
-        f'font-weight:600;white-space:nowrap">{html.escape(status)}</span>'
+        "color:#fff;border-radius:0.8em;padding:0 8px;font-size:0.85em;line-height:1.6;"
+        f'display:inline-block;font-weight:600;white-space:nowrap">{html.escape(status)}</span>'
     )
 
 
