@@ -202,21 +202,26 @@ def test_bursts_of_progress_give_the_same_state_as_the_reducer(db: Path) -> None
     rng = random.Random(7)
     emitted: list[dict[str, Any]] = []
     with Store(db) as store:
-        em = EventEmitter(lambda e: (emitted.append(e), store.append(e, dumps(e))))
+
+        def deliver(event: dict[str, Any]) -> None:
+            emitted.append(event)
+            store.append(event, dumps(event))
+
+        em = EventEmitter(deliver)
         for x in range(3):
             em.emit_execution_started(f"x{x}", "w", workflow_name="W", agent_count=3)
         for step in range(3000):
-            x = f"x{rng.randrange(3)}"
+            xid = f"x{rng.randrange(3)}"
             agent = f"a{rng.randrange(3)}"
             roll = rng.random()
             if roll < 0.6:
-                em.emit_agent_progress(x, "w", agent, agent.upper(), rng.randrange(101))
+                em.emit_agent_progress(xid, "w", agent, agent.upper(), rng.randrange(101))
             elif roll < 0.8:
-                em.emit_execution_progress(x, "w", rng.randrange(101), agent)
+                em.emit_execution_progress(xid, "w", rng.randrange(101), agent)
             elif roll < 0.9:
-                em.emit_agent_started(x, "w", agent, agent.upper())
+                em.emit_agent_started(xid, "w", agent, agent.upper())
             else:
-                em.emit_agent_completed(x, "w", agent, agent.upper(), result=step, duration_ms=1)
+                em.emit_agent_completed(xid, "w", agent, agent.upper(), result=step, duration_ms=1)
             if step % 500 == 0:
                 store.flush()  # batch boundaries in the middle of runs too
         for x in range(3):

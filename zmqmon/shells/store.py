@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 # How long the writer sleeps between batches when nobody asks for a flush: the batching window.
 _WRITER_INTERVAL = 0.01
+_READ_FLUSH_TIMEOUT = 30.0
 _PROGRESS_TYPES = frozenset({"agent:progress", "execution:progress"})
 # Executions whose state the writer keeps in memory (the rest are reloaded from the file).
 _STATE_CACHE = 10_000
@@ -287,7 +288,8 @@ class Store:
     # -- reads ----------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        self.flush()
+        # Bounded: a wedged writer turns into a StoreError for the caller, not a hang.
+        self.flush(timeout=_READ_FLUSH_TIMEOUT)
         with self._read_lock:
             if self._closed:
                 raise StoreError("store is closed")
