@@ -286,3 +286,20 @@ def test_handle_frames_without_a_body_is_dropped_or_answered(rig: Rig) -> None:
 def test_close_is_prompt_and_idempotent(rig: Rig) -> None:
     rig.service.close()
     rig.service.close()
+
+
+def test_events_reply_is_bounded_in_bytes(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zmqmon.services.state_service as module
+
+    monkeypatch.setattr(module, "MAX_EVENTS_REPLY_BYTES", 1000)
+    emit_execution(rig.publisher, finish=False)
+    for _ in range(20):
+        rig.publisher.emit_agent_progress("e1", "wf", "a", "A", 60, "m" * 200)
+    first = rig.ask({"op": "events", "executionId": "e1"})
+    assert 1 <= len(first["events"]) < 23 and first["lastSeq"] == 23
+    got = [e["seq"] for e in first["events"]]
+    while got[-1] < first["lastSeq"]:
+        more = rig.ask({"op": "events", "executionId": "e1", "afterSeq": got[-1]})["events"]
+        assert more
+        got += [e["seq"] for e in more]
+    assert got == list(range(1, 24))

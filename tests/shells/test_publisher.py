@@ -259,3 +259,29 @@ def test_bind_failure_raises(ctx: zmq.Context[Any]) -> None:
         pytest.raises(zmq.ZMQError),
     ):
         EventPublisher(pub.endpoint, context=ctx, heartbeat_interval=0)
+
+
+def test_an_oversized_event_is_truncated_on_the_wire_and_in_the_store(
+    ctx: zmq.Context[Any], tmp_path: Path
+) -> None:
+    with (
+        Store(tmp_path / "s.sqlite3") as store,
+        EventPublisher("tcp://127.0.0.1:0", context=ctx, store=store, heartbeat_interval=0) as pub,
+    ):
+        sub = sub_socket(ctx, pub.endpoint, b"exec/big/")
+        wait_live(pub, sub)
+        pub.emit_execution_started("big", "wf", workflow_name="W", agent_count=1)
+        pub.emit_agent_failed("big", "wf", "a", "A", error="x" * 3_000_000, error_type="E")
+        frames = []
+        for _ in range(2):
+            assert sub.poll(5000)
+            frames.append(sub.recv_multipart())
+        payload = frames[1][1]
+        assert len(payload) <= 1024 * 1024
+        event = json.loads(payload)
+        assert event["data"]["truncated"] is True and event["seq"] == 2
+        assert store.event_payloads("big")[1] == payload
+        state = store.state("big")
+        assert state is not None and state.agents[0].status == "failed"
+        assert len(state.agents[0].error or "") < 1000  # the truncated note, not 3 MB
+        sub.close()

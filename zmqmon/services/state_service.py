@@ -7,6 +7,9 @@ Envelopes: a REQ client's message arrives as ``[identity, b"", request]``, a DEA
 usually as ``[identity, request]``; the reply mirrors the envelope. Anything else gets a
 ``bad_request`` reply on the same identity — a malformed message never goes unanswered and never
 stops the service.
+
+``events`` answers at most ``limit`` events and, past :data:`MAX_EVENTS_REPLY_BYTES`, fewer: the
+reply's ``lastSeq`` tells whether more follow.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ from zmqmon.errors import (
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
 
-__all__ = ["ExecutionRunner", "StateService"]
+__all__ = ["MAX_EVENTS_REPLY_BYTES", "ExecutionRunner", "StateService"]
 
 log = logging.getLogger(__name__)
 
 _POLL_MS = 50  # close() is noticed within this
+
+#: an ``events`` reply stops adding events past this size (always at least one event)
+MAX_EVENTS_REPLY_BYTES = 8 * 1024 * 1024
 
 
 class ExecutionRunner(Protocol):
@@ -208,6 +214,14 @@ class StateService:
         if state is None:
             raise NotFoundError(f"no execution {req.execution_id!r}")
         payloads = self.store.event_payloads(req.execution_id, req.after_seq, req.limit)
+        # Bounded reply: events can be up to 1 MiB each. Fewer than asked is fine: lastSeq tells
+        # the client there is more, and it asks again after the last seq it got.
+        size = 0
+        for n, payload in enumerate(payloads):
+            size += len(payload)
+            if size > MAX_EVENTS_REPLY_BYTES and n > 0:
+                payloads = payloads[:n]
+                break
         # The stored payloads are spliced in verbatim: exactly the bytes that were published.
         head = b'{"ok":true,"events":[' + b",".join(payloads) + b'],"lastSeq":'
         tail = b"" if req.id is None else b',"id":' + dumps(req.id)

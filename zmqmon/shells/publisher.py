@@ -25,7 +25,14 @@ import zmq
 from zmqmon.config import DEFAULT_EVENTS
 from zmqmon.core.emitter import EventEmitter
 from zmqmon.core.events import format_timestamp
-from zmqmon.core.wire import encode_event, encode_heartbeat
+from zmqmon.core.wire import (
+    MAX_EVENT_BYTES,
+    dumps,
+    encode_event,
+    encode_heartbeat,
+    event_topic,
+    loads,
+)
 from zmqmon.shells.store import Store
 
 __all__ = ["EventPublisher"]
@@ -89,8 +96,15 @@ class EventPublisher(EventEmitter):
             self._heartbeat.start()
 
     def _deliver(self, event: dict[str, Any]) -> None:
-        # Called under the emitter's lock, in seq order.
-        topic, payload = encode_event(event)
+        # Called under the emitter's lock, in seq order. encode_event's fast path, inlined so
+        # that an oversized event — truncated by encode_event — is known here: the store must
+        # derive state from what was really published.
+        payload = dumps(event)
+        if len(payload) > MAX_EVENT_BYTES:
+            topic, payload = encode_event(event)
+            event = loads(payload)
+        else:
+            topic = event_topic(event["executionId"], event["type"])
         if not self._closed:
             send = self._send
             send(topic, zmq.SNDMORE)
