@@ -27,6 +27,7 @@ from typing import Any
 import zmq
 
 from bench import Row
+from bench.stream_subscriber import subscriber_throughput
 from zmqmon.core.wire import encode_event
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
@@ -184,7 +185,7 @@ def _nothing() -> Iterator[None]:
 
 
 #: every measurement of this suite, in report order (add subscriber throughput here)
-MEASUREMENTS: list[Callable[[bool], list[Row]]] = [emit_cost]
+MEASUREMENTS: list[Callable[[bool], list[Row]]] = [emit_cost, subscriber_throughput]
 
 
 def run(quick: bool = False) -> list[Row]:

@@ -30,7 +30,9 @@ Joining rules:
   carry a workflow id, so an execution none of whose events reach the subscriber is not seen
   through a workflow or prefix subscription; heartbeats repair only executions already tracked.
 
-:attr:`states` holds each tracked execution's state through the one reducer (``apply_event``).
+:attr:`states` holds each tracked execution's state through the one reducer (``apply_event``);
+``keep_states=False`` skips it (the reducer is most of the per-event cost) for consumers that
+only relay events.
 Liveness: the publisher is alive once a heartbeat arrives, and not after ``heartbeat_timeout``
 without one (:meth:`poll` checks); each change is queued in :attr:`liveness_changes`. When it
 comes back every unfinished execution is checked against the store once.
@@ -116,6 +118,7 @@ class CloneCore:
         join_history: int = 1000,
         retry_min: float = 0.05,
         retry_max: float = 1.0,
+        keep_states: bool = True,
     ) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.max_buffer = max_buffer
@@ -134,6 +137,8 @@ class CloneCore:
         self._trackers: dict[str, _Tracker] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
         self._pending: set[str] = set()  # executions that may need a request
+        self._prefix_cache: dict[tuple[str, str], bool] = {}
+        self.keep_states = keep_states
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -184,10 +189,12 @@ class CloneCore:
     def subscribe_topic(self, prefix: str) -> None:
         """A raw topic prefix, e.g. ``exec/``."""
         self.prefixes.add(prefix)
+        self._prefix_cache.clear()
 
     def unsubscribe_topic(self, prefix: str) -> None:
         """Drop a raw prefix; its queued, undelivered events are dropped too."""
         self.prefixes.discard(prefix)
+        self._prefix_cache.clear()
         self._prune()
 
     def wants(self, event: Event) -> bool:
@@ -198,8 +205,14 @@ class CloneCore:
         if event.workflow_id in self.workflows:
             return True
         if self.prefixes:
-            topic = event_topic(event.execution_id, event.type).decode()
-            return any(topic.startswith(p) for p in self.prefixes)
+            key = (event.execution_id, event.type)
+            hit = self._prefix_cache.get(key)
+            if hit is None:  # cached: this runs for every event of a prefix subscription
+                if len(self._prefix_cache) > 10_000:
+                    self._prefix_cache.clear()
+                topic = event_topic(event.execution_id, event.type).decode()
+                hit = self._prefix_cache[key] = any(topic.startswith(p) for p in self.prefixes)
+            return hit
         return False
 
     def _covered(self, t: _Tracker) -> bool:
@@ -398,7 +411,8 @@ class CloneCore:
     def _deliver(self, t: _Tracker, event: Event, *, fetched: bool) -> None:
         t.delivered = event.seq
         t.known_last = max(t.known_last, event.seq)
-        self.states[t.execution_id] = apply_event(self.states.get(t.execution_id), event)
+        if self.keep_states:
+            self.states[t.execution_id] = apply_event(self.states.get(t.execution_id), event)
         self.stats.delivered += 1
         if fetched:
             self.stats.fetched += 1

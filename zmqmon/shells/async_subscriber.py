@@ -50,8 +50,9 @@ class AsyncSubscriber(SubscriberBase):
         request_timeout: float = 2.0,
         join_history: int = 1000,
         rcvhwm: int = RCVHWM,
+        keep_states: bool = True,
     ) -> None:
-        super().__init__(heartbeat_timeout, on_publisher_change, join_history)
+        super().__init__(heartbeat_timeout, on_publisher_change, join_history, keep_states)
         self.events_endpoint = events
         self.state_endpoint = state
         if context is None:

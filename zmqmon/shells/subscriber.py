@@ -54,8 +54,13 @@ class SubscriberBase:
         heartbeat_timeout: float,
         on_publisher_change: Callable[[bool], None] | None,
         join_history: int,
+        keep_states: bool = True,
     ) -> None:
-        self._core = CloneCore(heartbeat_timeout=heartbeat_timeout, join_history=join_history)
+        self._core = CloneCore(
+            heartbeat_timeout=heartbeat_timeout,
+            join_history=join_history,
+            keep_states=keep_states,
+        )
         self._subscribed: set[bytes] = set()
         self.on_publisher_change = on_publisher_change
         self._garbage_logged_at = -1e9
@@ -206,7 +211,9 @@ class Subscriber(SubscriberBase):
     """Sync subscriber: ``recv()`` / iteration yield repaired events (see the module doc).
 
     ``request_timeout`` bounds each repair request; ``join_history``: see
-    :mod:`zmqmon.core.clone`; ``rcvhwm``: the SUB socket's receive high-water mark.
+    :mod:`zmqmon.core.clone`; ``rcvhwm``: the SUB socket's receive high-water mark;
+    ``keep_states=False``: no reducer per event (:attr:`states` then holds snapshots only),
+    for relays such as the bridge.
     ``state=None`` runs without a state service: events arrive in order, but gaps are skipped
     (``stats.skipped``) instead of repaired, and ``subscribe_execution`` has no snapshot.
     Not thread-safe: use it from one thread (ZeroMQ sockets are not thread-safe).
@@ -223,8 +230,9 @@ class Subscriber(SubscriberBase):
         request_timeout: float = 2.0,
         join_history: int = 1000,
         rcvhwm: int = RCVHWM,
+        keep_states: bool = True,
     ) -> None:
-        super().__init__(heartbeat_timeout, on_publisher_change, join_history)
+        super().__init__(heartbeat_timeout, on_publisher_change, join_history, keep_states)
         self.events_endpoint = events
         self.state_endpoint = state
         ctx = context or zmq.Context.instance()
