@@ -90,6 +90,22 @@ def test_submit_runs_and_stores_the_workflow(server: Server) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_submit_a_python_workflow_with_a_local_callable(server: Server) -> None:
+    from zmqmon.services.executor.api import Agent, Workflow
+
+    def local(ctx: Any) -> dict[str, int]:  # not importable: runs in this process
+        return {"answer": 42}
+
+    handle = server.submit(Workflow("Local", [Agent("a", local)]))
+    handle.wait(20)
+    events = server.store.events(handle.id)
+    assert events[-1]["type"] == "execution:completed"
+    assert events[-1]["data"]["results"] == {"a": {"answer": 42}}
+    stored = server.store.workflow(handle.workflow_id)
+    assert stored is not None and stored.agents[0].uses.endswith("local")
+
+
+@pytest.mark.timeout(60)
 def test_stop_cancels_running_executions_and_stores_every_event(tmp_path: Path) -> None:
     srv = start(tmp_path)
     handle = srv.submit(work_workflow(60))

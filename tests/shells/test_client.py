@@ -231,3 +231,14 @@ def test_one_client_shared_by_threads(server: Any) -> None:
         for t in threads:
             t.join()
     assert errors == []
+
+
+async def test_one_async_client_shared_by_tasks(server: Any) -> None:
+    import asyncio
+
+    emit_some(server)
+    async with AsyncStateClient(server.endpoints["state"], timeout=5) as client:
+        snaps = await asyncio.gather(*(client.snapshot("e1") for _ in range(20)))
+        pings = await asyncio.gather(*(client.ping() for _ in range(5)))
+    assert {s.last_seq for s in snaps} == {4}
+    assert set(pings) == {"0.1.0"}
