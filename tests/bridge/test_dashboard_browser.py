@@ -26,9 +26,7 @@ CHROMIUM_ARGS = [
 
 @pytest.mark.browser
 @pytest.mark.timeout(90)
-def test_dashboard_follows_a_running_workflow(
-    server: Any, bridge: Bridge, tmp_path: Path
-) -> None:
+def test_dashboard_follows_a_running_workflow(server: Any, bridge: Bridge, tmp_path: Path) -> None:
     requests: list[str] = []
     console_errors: list[str] = []
     with sync_playwright() as p:
@@ -55,7 +53,9 @@ def test_dashboard_follows_a_running_workflow(
             )
             first_width = page.eval_on_selector(bar, "e => parseFloat(e.style.width)")
             # agent rows change state: the first completes while a later one runs
-            page.wait_for_selector('tr[data-agent-id="a0"][data-status="completed"]', timeout=15_000)
+            page.wait_for_selector(
+                'tr[data-agent-id="a0"][data-status="completed"]', timeout=15_000
+            )
             page.wait_for_selector('tr[data-agent-id="a1"][data-status="running"]', timeout=15_000)
             page.screenshot(path=str(tmp_path / "running.png"))
             page.wait_for_selector('#detail[data-status="completed"]', timeout=20_000)

@@ -1,0 +1,107 @@
+"""JWT verification (unit): every refusal case, both key families, where the token comes from."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from zmqmon.errors import AuthError
+from zmqmon_bridge.auth import ANONYMOUS, Authenticator, token_from_request
+from zmqmon_bridge.protocol import Principal
+
+SECRET = "s3cret-for-tests-only-0123456789abcdef"
+
+
+def pem_pair(kind: str) -> tuple[Any, str]:
+    key: Any = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return key, public.decode()
+
+
+def hs(claims: dict[str, Any], secret: str = SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    return jwt.encode(claims, None, algorithm="none")
+
+
+def test_anonymous_mode_needs_no_token_and_sees_all() -> None:
+    auth = Authenticator()
+    assert not auth.enabled
+    assert auth.verify(None) is ANONYMOUS
+    assert ANONYMOUS.can_see("anyone")
+
+
+def test_hs256_user_and_admin() -> None:
+    auth = Authenticator(secret=SECRET)
+    assert auth.verify(hs({"sub": "alice"})) == Principal("alice", False)
+    assert auth.verify(hs({"sub": "root", "roles": ["admin"]})) == Principal("root", True)
+    assert auth.verify(hs({"sub": "x", "roles": "admin"})).admin is False  # roles must be a list
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        (None, "missing token"),
+        ("", "missing token"),
+        (hs({"sub": "alice", "exp": int(time.time()) - 10}), "token expired"),
+        (hs({"sub": "alice"}, secret="another-secret-another-secret-1234"), "bad token signature"),
+        (unsigned({"sub": "alice"}), "token algorithm not allowed"),
+        (hs({"name": "no sub"}), "invalid token"),
+        (hs({"sub": 42}), "invalid token"),
+        ("not.a.jwt", "invalid token"),
+    ],
+)
+def test_refusals(token: str | None, message: str) -> None:
+    auth = Authenticator(secret=SECRET)
+    with pytest.raises(AuthError) as info:
+        auth.verify(token)
+    assert str(info.value).startswith(message)
+    if token:
+        assert token not in str(info.value)  # a token never appears in a message
+
+
+@pytest.mark.parametrize(("kind", "alg"), [("rsa", "RS256"), ("ec", "ES256")])
+def test_public_key_families(kind: str, alg: str, tmp_path: Path) -> None:
+    private, public = pem_pair(kind)
+    path = tmp_path / "key.pem"
+    path.write_text(public)
+    for source in (public, str(path)):  # PEM text or a file
+        auth = Authenticator(public_key=source)
+        token = jwt.encode({"sub": "alice"}, private, algorithm=alg)
+        assert auth.verify(token) == Principal("alice", False)
+    # An HS256 token "signed" with the public key text (the key-confusion attack) is refused.
+    forged = jwt.encode({"sub": "root", "roles": ["admin"]}, SECRET, algorithm="HS256")
+    with pytest.raises(AuthError):
+        auth.verify(forged)
+    with pytest.raises(AuthError):
+        auth.verify(unsigned({"sub": "root"}))
+    other, _ = pem_pair(kind)
+    with pytest.raises(AuthError, match="bad token signature"):
+        auth.verify(jwt.encode({"sub": "alice"}, other, algorithm=alg))
+
+
+def test_secret_and_key_together_are_refused() -> None:
+    with pytest.raises(ValueError):
+        Authenticator(secret="a", public_key="b")
+
+
+def test_token_from_header_or_query() -> None:
+    assert token_from_request("/api/ws?token=abc", {}) == "abc"
+    assert token_from_request("/api/ws", {"Authorization": "Bearer xyz"}) == "xyz"
+    assert token_from_request("/api/ws?token=abc", {"authorization": "bearer xyz"}) == "xyz"
+    assert token_from_request("/api/ws", {"Authorization": "Basic Zm9v"}) is None
+    assert token_from_request("/api/ws", {}) is None
