@@ -70,4 +70,4 @@ def display_handle(handle: Any) -> None:
     """Display an ``ExecutionHandle`` as its live monitor (the handle's ``_ipython_display_``)."""
     from IPython.display import display
 
-    display(monitor(handle))
+    display(monitor(handle))  # type: ignore[no-untyped-call]

@@ -80,7 +80,7 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
     list of rows shown, as dicts (``executionId``, ``workflowName``, ``status``, ``progress``…).
     """
 
-    value = traitlets.List().tag(sync=True)
+    value: traitlets.List[dict[str, Any]] = traitlets.List().tag(sync=True)
 
     def __init__(
         self,

@@ -116,7 +116,9 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self._log: deque[Event] = deque(maxlen=max(1, log_size))
         self._notice = ""
         self._closed = False
+        self._states: dict[str, ExecutionState] = {}
         self.state: ExecutionState = self._initial_state()
+        self._seen_seq = self.state.last_seq
 
         self._header = widgets.HTML()
         # The overall row is laid out like an agent row: label, percentage, bar, agents done.
@@ -169,7 +171,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             open=self._open,
             apply=self._apply,
             render=self.render,
-            finished=lambda: self.state.is_terminal,
+            finished=self._finished,
             live=lambda: self.state.status == "running",
             on_error=self._on_feed_error,
             interval=interval,
@@ -200,18 +202,29 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             raise
         if snapshot is not None and snapshot.last_seq > self.state.last_seq:
             self.state = snapshot
+            self._seen_seq = snapshot.last_seq
+        self._states = sub.states
         return sub
 
     def _apply(self, event: Event) -> bool:
-        if event.execution_id != self.execution_id:
+        if event.execution_id != self.execution_id or event.seq <= self._seen_seq:
             return False
-        # Without a snapshot (no state service) the first event starts the state.
-        new = apply_event(self.state if self.state.workflow_id else None, event)
-        if new is self.state:
-            return False
-        self.state = new
+        self._seen_seq = event.seq
         self._log.append(event)
+        # The subscriber already folds every event it has received with the one reducer (it
+        # may be a few events ahead of the one delivered): reuse its state, as the reducer is
+        # most of the per-event cost. Fall back to folding here if it has none.
+        new = self._states.get(self.execution_id)
+        if new is None or new.last_seq < event.seq:
+            # Without a snapshot (no state service) the first event starts the state.
+            new = apply_event(self.state if self.state.workflow_id else None, event)
+        if new.last_seq > self.state.last_seq:
+            self.state = new
         return True
+
+    def _finished(self) -> bool:
+        # Ended, and every event up to the end delivered (the log shows the terminal event).
+        return self.state.is_terminal and self._seen_seq >= self.state.last_seq
 
     def _on_feed_error(self, exc: BaseException) -> None:
         self._notice = f"monitor stopped: {type(exc).__name__}: {exc}"
