@@ -266,11 +266,12 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
                 self._agents.children = [r.box for r in self._rows[: len(view.agents)]]
             for row_widgets, row in zip(self._rows, view.agents, strict=False):
                 row_widgets.update(row)
-            lines = [html.escape(format_event(e)) for e in list(self._log)]
+            # Newest first: the latest events are visible without scrolling.
+            lines = [html.escape(format_event(e)) for e in reversed(list(self._log))]
             _set(
                 self._log_view,
                 value=(
-                    f'<pre style="{_MONO}max-height:14em;overflow:auto;margin:0">'
+                    f'<pre style="{_MONO}max-height:14em;overflow:auto;margin:0;line-height:1.45">'
                     + ("\n".join(lines) or "(no events since the snapshot)")
                     + "</pre>"
                 ),
