@@ -24,7 +24,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -106,21 +106,43 @@ class ExecutionState(_State):
         return None
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+_set = object.__setattr__
+
+
+def _replace(model: _M, changes: dict[str, Any]) -> _M:
+    """``model.model_copy(update=changes)`` at a third of the cost: the reducer's hot path.
+
+    The reducer only ever writes values of the right type, so validation is skipped (as
+    ``model_copy`` does too). The fields-set is shared: frozen models never mutate it.
+    """
+    new = object.__new__(type(model))
+    values = model.__dict__.copy()
+    values.update(changes)
+    _set(new, "__dict__", values)
+    _set(new, "__pydantic_fields_set__", model.__pydantic_fields_set__)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_private__", None)
+    return new
+
+
 def _with_agent(
-    agents: list[AgentState], agent_id: str, agent_name: str, **changes: Any
+    agents: list[AgentState], agent_id: str, agent_name: str, changes: dict[str, Any]
 ) -> list[AgentState]:
     out = list(agents)
     for i, row in enumerate(out):
         if row.agent_id == agent_id:
-            out[i] = row.model_copy(update=changes)
+            out[i] = _replace(row, changes)
             return out
-    out.append(AgentState(agent_id=agent_id, agent_name=agent_name).model_copy(update=changes))
+    out.append(_replace(AgentState(agent_id=agent_id, agent_name=agent_name), changes))
     return out
 
 
 def _stop_running(agents: list[AgentState], timestamp: str) -> list[AgentState]:
     return [
-        row.model_copy(update={"status": "cancelled", "finished_at": timestamp})
+        _replace(row, {"status": "cancelled", "finished_at": timestamp})
         if row.status == "running"
         else row
         for row in agents
@@ -137,7 +159,7 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
     elif event.seq <= state.last_seq:
         return state
     if state.status in TERMINAL_STATUSES:
-        return state.model_copy(update={"last_seq": event.seq})
+        return _replace(state, {"last_seq": event.seq})
 
     ts = event.timestamp
     update: dict[str, Any] = {"last_seq": event.seq}
@@ -173,11 +195,13 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
             state.agents,
             event.data.agent_id,
             event.data.agent_name,
-            status="running",
-            progress=0,
-            started_at=ts,
-            finished_at=None,
-            error=None,
+            {
+                "status": "running",
+                "progress": 0,
+                "started_at": ts,
+                "finished_at": None,
+                "error": None,
+            },
         )
     elif isinstance(event, AgentProgress):
         row = state.agent(event.data.agent_id)
@@ -185,29 +209,33 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
         if row is None or row.status == "pending":
             changes.update(status="running", started_at=ts)
         update["agents"] = _with_agent(
-            state.agents, event.data.agent_id, event.data.agent_name, **changes
+            state.agents, event.data.agent_id, event.data.agent_name, changes
         )
     elif isinstance(event, AgentCompleted):
         update["agents"] = _with_agent(
             state.agents,
             event.data.agent_id,
             event.data.agent_name,
-            status="completed",
-            progress=100,
-            finished_at=ts,
-            duration_ms=event.data.duration_ms,
+            {
+                "status": "completed",
+                "progress": 100,
+                "finished_at": ts,
+                "duration_ms": event.data.duration_ms,
+            },
         )
     elif isinstance(event, AgentFailed):
         update["agents"] = _with_agent(
             state.agents,
             event.data.agent_id,
             event.data.agent_name,
-            status="failed",
-            error=event.data.error,
-            finished_at=ts,
-            duration_ms=event.data.duration_ms,
+            {
+                "status": "failed",
+                "error": event.data.error,
+                "finished_at": ts,
+                "duration_ms": event.data.duration_ms,
+            },
         )
-    return state.model_copy(update=update)
+    return _replace(state, update)
 
 
 def replay(events: Iterable[Event], state: ExecutionState | None = None) -> ExecutionState | None:

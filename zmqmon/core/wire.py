@@ -155,9 +155,8 @@ def decode_message(frames: Sequence[bytes]) -> Event | Heartbeat:
             raise ProtocolError(f"invalid heartbeat: {validation_message(exc)}") from None
     if not topic.startswith(b"exec/"):
         raise ProtocolError(f"unknown topic {topic[:80]!r}")
-    event = parse_event(bytes(payload))
-    parts = topic.decode("utf-8", "replace").split("/")
-    if len(parts) != 3 or parts[1] != event.execution_id or parts[2] != event.type:
+    event = parse_event(payload if isinstance(payload, bytes) else bytes(payload))
+    if topic != event_topic(event.execution_id, event.type):
         raise ProtocolError(
             f"topic {topic[:120]!r} does not match event {event.execution_id}/{event.type}"
         )
