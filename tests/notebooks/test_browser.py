@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 ]
 BAR = ".zmqmon-monitor .zmqmon-overall .progress-bar"
 NOTEBOOK = [
-    "import zmqmon\nfrom zmqmon.services.executor import Executor\nexecutor = Executor()",
+    "import zmqmon\nexecutor = zmqmon.Executor()",
     "def agent(i, name, seconds, *deps):\n"
     "    return {'id': i, 'name': name, 'uses': 'zmqmon.demo:work',\n"
     "            'params': {'seconds': seconds, 'steps': 20}, 'dependsOn': list(deps)}\n"
