@@ -162,6 +162,7 @@ class Bridge:
             pass
         finally:
             self.hub.drop_connection(session)
+            await session.closed()
 
     # -- thread face ----------------------------------------------------------------------------
 

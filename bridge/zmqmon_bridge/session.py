@@ -53,6 +53,7 @@ class Session:
         self.max_buffer = max_buffer
         self.max_subscriptions = max_subscriptions
         self.closing = False
+        self._close_task: asyncio.Task[None] | None = None
 
     # -- output ---------------------------------------------------------------------------------
 
@@ -75,7 +76,7 @@ class Session:
             return
         self.closing = True
         self.hub.drop_connection(self)
-        asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -113,6 +114,13 @@ class Session:
                 self.error(exc.code, exc.message)
                 continue
             await self.handle(msg)
+        await self.closed()
+
+    async def closed(self) -> None:
+        """Wait for a close this side started (the handler must not return first: that
+        would close with 1000 instead of the code chosen)."""
+        if self._close_task is not None:
+            await self._close_task
 
     async def handle(self, msg: ClientMessage) -> None:
         """Act on one valid message."""

@@ -176,7 +176,9 @@ class Upstream:
 
     async def _read(self) -> None:
         sock = self._socket
-        sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)  # plain non-blocking reads of the same socket
+        sync: zmq.Socket[bytes] = zmq.Socket.shadow(
+            sock.underlying
+        )  # plain non-blocking reads of the same socket
         handle = self._on_message
         while True:
             frames = await sock.recv_multipart(copy=True)
@@ -187,6 +189,7 @@ class Upstream:
             handle(frames[0], frames[1])
             # Drain what is already queued without yielding per message (cheaper), but give
             # the loop a turn every batch so clients' messages are served too.
+            budget = 256 * 1024  # bytes per turn: writes to clients get the loop between batches
             for _ in range(256):
                 try:
                     frames = sync.recv_multipart(zmq.NOBLOCK)
@@ -194,9 +197,12 @@ class Upstream:
                     break
                 if len(frames) != 2:
                     continue
+                budget -= len(frames[1])
                 if frames[0] == HEARTBEAT_TOPIC:
                     self.last_heartbeat = time.monotonic()
                 handle(frames[0], frames[1])
+                if budget <= 0:
+                    break
 
     async def close(self) -> None:
         """Stop reading and close the socket."""
