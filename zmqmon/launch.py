@@ -40,9 +40,10 @@ def run_demo(
     once: bool,
 ) -> int:
     """Run the demo until a signal (or one round with ``once``); returns the exit code."""
+    from zmqmon_bridge.server import Bridge
+
     from zmqmon.demo import DEMO_WORKFLOWS
     from zmqmon.services.server import Server
-    from zmqmon_bridge.server import Bridge
 
     stop = threading.Event()
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-
 from zmqmon_bridge.server import Bridge, Limits
 
 

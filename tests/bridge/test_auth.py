@@ -10,10 +10,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from zmqmon.errors import AuthError
 from zmqmon_bridge.auth import ANONYMOUS, Authenticator, token_from_request
 from zmqmon_bridge.protocol import Principal
+
+from zmqmon.errors import AuthError
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 

@@ -13,9 +13,9 @@ import jwt
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+from zmqmon_bridge.server import Bridge
 
 from tests.bridge.conftest import open_client, terminal, workflow
-from zmqmon_bridge.server import Bridge
 
 pytestmark = pytest.mark.timeout(60)
 

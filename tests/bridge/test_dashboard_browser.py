@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import sync_playwright
+from zmqmon_bridge.server import Bridge
 
 from tests.bridge.conftest import workflow
-from zmqmon_bridge.server import Bridge
 
 CHROMIUM_ARGS = [
     "--headless",

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from zmqmon_bridge.server import Limits
 
 from tests.bridge.conftest import open_client
 from tests.conftest import wait_for
-from zmqmon_bridge.server import Limits
 
 pytestmark = pytest.mark.timeout(60)
 

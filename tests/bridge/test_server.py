@@ -6,13 +6,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from zmqmon_bridge.server import Bridge
 
 from tests.bridge.conftest import Client, open_client, terminal, workflow
 from tests.conftest import wait_for
 from zmqmon.core.events import event_to_dict, parse_event
 from zmqmon.core.state import ExecutionState, apply_event, replay
 from zmqmon.shells.client import StateClient
-from zmqmon_bridge.server import Bridge
 
 pytestmark = pytest.mark.timeout(60)
 

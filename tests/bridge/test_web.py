@@ -12,10 +12,10 @@ import urllib.request
 from typing import Any
 
 import pytest
+from zmqmon_bridge.server import Bridge
 
 from tests.bridge.conftest import open_client
 from tests.conftest import wait_for
-from zmqmon_bridge.server import Bridge
 
 pytestmark = pytest.mark.timeout(60)
 

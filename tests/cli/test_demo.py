@@ -1,4 +1,4 @@
-"""``zmqmon demo``: service + bridge + demo workflows; endpoints on line 1, the dashboard on line 2."""
+"""``zmqmon demo``: service, bridge and demo workflows; endpoints on line 1, dashboard on line 2."""
 
 from __future__ import annotations
 
