@@ -99,6 +99,7 @@ def test_finished_execution_needs_no_thread(server: Any) -> None:
         assert mon.state.status == "completed" and not mon.feed_alive
         assert threading.active_count() == before
         assert mon.state == _replayed(server, handle.id)
+        assert mon.wait(1) == mon.state  # nothing to wait for
     finally:
         mon.close()
 
@@ -202,3 +203,20 @@ def test_events_log_is_bounded(server: Any) -> None:
         assert len(lines) == 5 and "execution:completed" in lines[0]  # newest first
     finally:
         mon.close()
+
+
+def test_a_silent_publisher_is_shown(server: Any) -> None:
+    # A synthetic execution, published straight through the service's publisher.
+    pub = server.publisher
+    pub.emit_execution_started("silent-1", "wf", workflow_name="Silent", agent_count=0)
+    server.store.flush()
+    mon = ExecutionMonitor("silent-1", heartbeat_timeout=0.5, **server.endpoints)
+    try:
+        wait_for(lambda: mon.publisher_alive, 10, message="a heartbeat")
+        assert "no heartbeat" not in mon._footer.value
+        pub.close()  # the event stream (and its heartbeats) stops
+        wait_for(lambda: "no heartbeat" in mon._footer.value, 10, message="the notice")
+        assert mon.feed_alive  # still waiting for the stream to come back
+    finally:
+        mon.close()
+    assert not mon.feed_alive

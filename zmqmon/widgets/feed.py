@@ -93,7 +93,9 @@ class Feed:
             self._thread.join(timeout)
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread to end by itself; True if it did."""
+        """Wait for the thread to end by itself; True if it did (or never started)."""
+        if self._thread.ident is None:  # never started: nothing to wait for
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

@@ -103,11 +103,13 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         log_size: int = 200,
         interval: float = 0.1,
         timeout: float = 5.0,
+        heartbeat_timeout: float = 3.0,
         context: zmq.Context[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.execution_id = execution_id
+        self._heartbeat_timeout = heartbeat_timeout
         self.events_endpoint = from_env("events", events) or ""
         self.state_endpoint = from_env("state", state)
         self._timeout = timeout
@@ -119,6 +121,8 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self._states: dict[str, ExecutionState] = {}
         self.state: ExecutionState = self._initial_state()
         self._seen_seq = self.state.last_seq
+        #: None until the first heartbeat; then whether the event stream's publisher is alive
+        self.publisher_alive: bool | None = None
 
         self._header = widgets.HTML()
         # The overall row is laid out like an agent row: label, percentage, bar, agents done.
@@ -193,7 +197,13 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
     def _open(self) -> SubscriberLike:
         from zmqmon.shells.subscriber import Subscriber
 
-        sub = Subscriber(self.events_endpoint, self.state_endpoint, context=self._context)
+        sub = Subscriber(
+            self.events_endpoint,
+            self.state_endpoint,
+            context=self._context,
+            heartbeat_timeout=self._heartbeat_timeout,
+            on_publisher_change=self._on_publisher_change,
+        )
         try:
             after = self.state.last_seq if self.state.last_seq or self.state_endpoint else None
             snapshot = sub.subscribe_execution(self.execution_id, after_seq=after)
@@ -225,6 +235,15 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
     def _finished(self) -> bool:
         # Ended, and every event up to the end delivered (the log shows the terminal event).
         return self.state.is_terminal and self._seen_seq >= self.state.last_seq
+
+    def _on_publisher_change(self, alive: bool) -> None:
+        # Heartbeats stopped (or came back): say so; the next render shows it.
+        self.publisher_alive = alive
+        if not alive:
+            self._notice = "no heartbeat from the publisher: waiting for the event stream…"
+        elif self._notice.startswith("no heartbeat"):
+            self._notice = ""
+        self._feed.throttle.note()
 
     def _on_feed_error(self, exc: BaseException) -> None:
         self._notice = f"monitor stopped: {type(exc).__name__}: {exc}"
