@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from zmqmon.core.events import TERMINAL_TYPES
 from zmqmon.core.wire import HEARTBEAT_TOPIC, dumps, execution_prefix, loads
 from zmqmon.errors import NotFoundError, ZmqmonError
-from zmqmon_bridge.protocol import ConnectionState, Kind, OrderedStream
+from zmqmon_bridge.protocol import ConnectionState, Kind, OrderedStream, text_frame
 from zmqmon_bridge.upstream import StateSource, Upstream
 
 __all__ = ["Counters", "Hub", "Sink"]
@@ -33,7 +33,15 @@ class Sink(Protocol):
     state: ConnectionState
 
     def send(self, data: bytes) -> None:
-        """Queue one text message without waiting (a full queue closes the connection)."""
+        """Queue one text message without waiting."""
+        ...
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one already encoded text frame without waiting."""
+        ...
+
+    def flush(self) -> None:
+        """Write what is queued (a full send queue closes the connection)."""
         ...
 
 
@@ -79,6 +87,7 @@ class Hub:
         self._fetching: set[str] = set()
         self._owner_fetching: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._dirty: list[Sink] = []
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -90,6 +99,18 @@ class Hub:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def mark_dirty(self, sink: Sink) -> None:
+        """A sink queued its first frame since the last flush: flush it this loop turn."""
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush_all)
+        self._dirty.append(sink)
+
+    def flush_all(self) -> None:
+        """Flush every sink with queued frames (once per loop turn, after a batch)."""
+        dirty, self._dirty = self._dirty, []
+        for sink in dirty:
+            sink.flush()
 
     def stream(self, execution_id: str) -> OrderedStream:
         stream = self._streams.get(execution_id)
@@ -246,30 +267,37 @@ class Hub:
                 self._owner_fetching.add(execution_id)
                 self._spawn(self._learn_owner(execution_id))
             return
+        if ev_type in TERMINAL_TYPES and execution_id in self._streams:
+            self._streams.move_to_end(execution_id, last=False)  # first to be forgotten
         owner = self.owners.get(execution_id)
-        targets: set[Sink] = set()
+        groups: list[set[Sink]] = []
         holders = self._by_exec.get(execution_id)
         if holders:
-            targets.update(holders)
+            groups.append(holders)
         holders = self._by_workflow.get(workflow_id)
         if holders:
-            targets.update(holders)
+            groups.append(holders)
         if self._by_topic:
             topic = f"exec/{execution_id}/{ev_type}"
             for prefix, sinks in self._by_topic.items():
                 if topic.startswith(prefix):
-                    targets.update(sinks)
-        counters = self.counters
+                    groups.append(sinks)
+        if not groups:
+            return
+        # One connection gets an event once, however many of its subscriptions match.
+        targets = groups[0] if len(groups) == 1 else set().union(*groups)
+        frame = text_frame(payload)  # the same bytes for every client: encoded once
+        sent = 0
         for sink in targets:
             st = sink.state
             if not st.principal.can_see(owner):
                 continue
-            out = st.route(execution_id, seq, payload)
-            if out is not None:
-                sink.send(out)
-                counters.events_out += 1
-        if ev_type in TERMINAL_TYPES:
-            self._streams.move_to_end(execution_id, last=False)  # first to be forgotten
+            if st.executions:
+                if st.route(execution_id, seq, payload) is None:
+                    continue
+            sink.send_frame(frame)
+            sent += 1
+        self.counters.events_out += sent
 
     async def _learn_owner(self, execution_id: str) -> None:
         deadline = time.monotonic() + self.repair_timeout

@@ -14,6 +14,7 @@ answers. It holds:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
@@ -39,6 +40,7 @@ __all__ = [
     "control",
     "error_message",
     "parse_client_message",
+    "text_frame",
 ]
 
 #: close codes (RFC 6455): policy violation (rate), message too big, try again later (slow)
@@ -139,6 +141,20 @@ def control(type_: str, **fields: Any) -> bytes:
 def error_message(code: str, message: str) -> bytes:
     """An ``error`` message."""
     return dumps({"type": "error", "code": code, "message": message})
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked WebSocket text frame (RFC 6455 §5.2) carrying ``payload``.
+
+    A server's frames are never masked, so one event's frame is the same bytes for every client:
+    the bridge encodes it once and writes it to each connection.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
 # --- authorization -----------------------------------------------------------------------------

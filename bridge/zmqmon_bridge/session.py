@@ -1,8 +1,9 @@
 """One WebSocket connection: its non-blocking send queue and its message handling.
 
 A :class:`Session` is the hub's :class:`~zmqmon_bridge.hub.Sink` for one client. Writes never
-await: a message is framed and written to the transport at once, unless the transport's buffer
-(the connection's bounded send queue) already holds more than ``max_buffer`` bytes — then the
+await: frames are queued and the hub flushes every queue once per loop turn, in one
+``transport.write`` per connection (coalescing many events in one syscall), unless the transport's
+buffer (the connection's bounded send queue) would then hold more than ``max_buffer`` bytes — the
 client is too slow, and it is closed with 1013. Messages from the client are handled one at a
 time, in order.
 """
@@ -30,6 +31,7 @@ from zmqmon_bridge.protocol import (
     control,
     error_message,
     parse_client_message,
+    text_frame,
 )
 
 __all__ = ["Session"]
@@ -54,26 +56,51 @@ class Session:
         self.max_subscriptions = max_subscriptions
         self.closing = False
         self._close_task: asyncio.Task[None] | None = None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
     # -- output ---------------------------------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """Write one text message now; a full send queue closes the client with 1013."""
+        """Queue one text message (see :meth:`send_frame`)."""
+        self.send_frame(text_frame(data))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue one encoded frame; the hub flushes every queue once per loop turn."""
+        if self.closing:
+            return
+        if not self._pending:
+            self.hub.mark_dirty(self)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+
+    def flush(self) -> None:
+        """Write what is queued in one write; a full send queue closes the client with 1013.
+
+        The send queue is the transport's buffer: what the kernel would not take yet. Frames
+        are complete when written, so websockets' own frames (pings, close) never split ours;
+        once it has started closing, nothing more of ours is written.
+        """
+        frames, size = self._pending, self._pending_bytes
+        self._pending, self._pending_bytes = [], 0
         ws = self.ws
-        if self.closing or ws.protocol.state is not State.OPEN:
+        if self.closing or not frames or ws.protocol.state is not State.OPEN:
             return
         transport: Any = ws.transport
-        if transport.get_write_buffer_size() > self.max_buffer:
+        if transport.get_write_buffer_size() + size > self.max_buffer:
             self.hub.counters.slow_closes += 1
             self.close(CLOSE_TRY_AGAIN, "too slow: send queue full")
             return
-        ws.protocol.send_text(data)
-        ws.send_data()
+        transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def close(self, code: int, reason: str) -> None:
         """Close without waiting; the hub forgets the connection right away."""
         if self.closing:
             return
+        if code != CLOSE_TRY_AGAIN:
+            self.flush()  # what was said before the close goes out first
+            if self.closing:
+                return
         self.closing = True
         self.hub.drop_connection(self)
         self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))

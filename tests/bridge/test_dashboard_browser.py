@@ -48,8 +48,10 @@ def test_dashboard_follows_a_running_workflow(server: Any, bridge: Bridge, tmp_p
 
             # the overall progress bar moves
             bar = "#d-progress .bar"
-            page.wait_for_function(
-                f"parseFloat(document.querySelector('{bar}').style.width) > 0", timeout=15_000
+            page.wait_for_function(  # a function, not a string: the page's CSP forbids eval
+                "sel => parseFloat(document.querySelector(sel).style.width) > 0",
+                arg=bar,
+                timeout=15_000,
             )
             first_width = page.eval_on_selector(bar, "e => parseFloat(e.style.width)")
             # agent rows change state: the first completes while a later one runs

@@ -80,6 +80,7 @@ async def test_subscribe_mid_run_snapshot_then_every_later_event_once(
         state = apply_event(state, parse_event(e))
     assert state == replay(parse_event(e) for e in full)
     assert state is not None and state.status == "completed"
+    await watcher.until(terminal)  # read it all, so that its close handshake is prompt
     await watcher.close()
     await late.close()
 
