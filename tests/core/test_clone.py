@@ -316,3 +316,23 @@ def test_snapshot_state_is_the_reducer_state() -> None:
     for e in events[4:]:
         core.on_event(e)
     assert core.states["e1"] == replay(events)
+
+
+def test_execution_lost_whole_is_joined_from_a_heartbeat_when_a_prefix_selects_it() -> None:
+    events = make_events("e9", 6)
+    core = CloneCore()
+    core.subscribe_topic("exec/e9/")
+    core.subscribe_workflow("wf")  # workflow subscriptions cannot use heartbeats (no workflow id)
+    core.on_heartbeat(hb(e9=6, other=3), now=0.0)  # not one live event of e9 arrived
+    store = Store(events)
+    store.serve(core, 0.0)
+    assert drain(core) == [1, 2, 3, 4, 5, 6]
+    assert "other" not in core.tracked()  # selected by no prefix
+
+
+def test_heartbeat_alone_does_not_join_for_workflow_subscriptions() -> None:
+    core = CloneCore()
+    core.subscribe_workflow("wf")
+    core.on_heartbeat(hb(e9=6), now=0.0)
+    assert core.poll(0.0) == []
+    assert core.tracked() == []

@@ -26,9 +26,10 @@ Joining rules:
   fetched, so the consumer sees it whole (right for an execution that started just after the
   subscription and lost its first events to the publisher's high-water mark); otherwise (a long
   execution already under way) it is joined by snapshot (:class:`FetchSnapshot`: its state goes
-  to :attr:`states`, events after it are delivered). From then on, no gaps. Heartbeats do not
-  carry a workflow id, so an execution none of whose events reach the subscriber is not seen
-  through a workflow or prefix subscription; heartbeats repair only executions already tracked.
+  to :attr:`states`, events after it are delivered). From then on, no gaps. An execution none
+  of whose events reached the subscriber, but that a heartbeat lists and a raw prefix selects, is
+  joined the same way (``s`` = the heartbeat's lastSeq). Heartbeats carry no workflow id, so a
+  workflow subscription cannot do that: there, heartbeats repair executions already tracked.
 
 :attr:`states` holds each tracked execution's state through the one reducer (``apply_event``);
 ``keep_states=False`` skips it (the reducer is most of the per-event cost) for consumers that
@@ -215,11 +216,14 @@ class CloneCore:
             return hit
         return False
 
+    def _prefix_wants(self, execution_id: str) -> bool:
+        own = execution_prefix(execution_id)
+        return any(own.startswith(p) or p.startswith(own) for p in self.prefixes)
+
     def _covered(self, t: _Tracker) -> bool:
         if t.explicit or (t.workflow_id is not None and t.workflow_id in self.workflows):
             return True
-        own = execution_prefix(t.execution_id)
-        return any(own.startswith(p) or p.startswith(own) for p in self.prefixes)
+        return self._prefix_wants(t.execution_id)
 
     def _prune(self) -> None:
         for eid in [eid for eid, t in self._trackers.items() if not self._covered(t)]:
@@ -274,6 +278,13 @@ class CloneCore:
                         self._pending.add(t.execution_id)
         for eid, last in heartbeat.executions.items():
             tracked = self._trackers.get(eid)
+            if tracked is None and last > 0 and eid not in self._done and self._prefix_wants(eid):
+                # Every event of it was lost (e.g. published before the prefix subscription
+                # was live): the heartbeat is the only sign of it. Join as if first seen now.
+                tracked = self._trackers[eid] = _Tracker(eid, explicit=False)
+                if last > self.join_history:
+                    tracked.phase = "join"
+                self._pending.add(eid)
             if tracked is not None and last > tracked.known_last:
                 tracked.known_last = last
                 if last > tracked.delivered:
