@@ -54,6 +54,9 @@ def _short(execution_id: str) -> str:
     return execution_id[:8]
 
 
+_NAME_WIDTH = 16
+
+
 def format_event(event: Event) -> Text:
     """One human line: ``10:00:10.000  3f2a1b9c  agent:progress  DataCollector  40%  step 4``."""
     line = Text()
@@ -61,9 +64,11 @@ def format_event(event: Event) -> Text:
     line.append(f"  {_short(event.execution_id)}  ")
     line.append(f"{event.type:<20}", style=_TYPE_STYLES.get(event.type, ""))
     data = event.data
-    name = getattr(data, "agent_name", None)
-    if name:
-        line.append(f"  {name}", style="bold")
+    name = getattr(data, "agent_name", None) or ""
+    if len(name) > _NAME_WIDTH:
+        name = name[: _NAME_WIDTH - 1] + "…"
+    # A fixed-width agent column keeps progress and messages aligned down the screen.
+    line.append(f"  {name:<{_NAME_WIDTH}}", style="bold")
     if event.type == "execution:started":
         line.append(f"  {data.workflow_name} ({data.agent_count} agents)")  # type: ignore[union-attr]
     progress = getattr(data, "progress", None)
