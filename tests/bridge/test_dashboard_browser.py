@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 from playwright.sync_api import sync_playwright
 from zmqmon_bridge.server import Bridge
 
 from tests.bridge.conftest import workflow
+from zmqmon.shells.client import StateClient
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -84,3 +86,78 @@ def test_dashboard_follows_a_running_workflow(server: Any, bridge: Bridge, tmp_p
     hosts = {urlsplit(u).hostname for u in requests if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, requests
     assert not console_errors, console_errors
+
+
+def _launch(p: Any) -> Any:
+    return p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(90)
+def test_dashboard_reconnects_and_resumes_after_the_bridge_restarts(
+    server: Any, make_bridge: Any, tmp_path: Path
+) -> None:
+    first = make_bridge()
+    port = first.port
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900}, color_scheme="dark")
+            page.goto(first.http_url + "/")
+            page.wait_for_selector('#conn[data-state="connected"]', timeout=10_000)
+            handle = server.submit(workflow(seconds=1.0, steps=10, agents=3))
+            row = f'tr[data-exec-id="{handle.id}"]'
+            page.wait_for_selector(row, timeout=10_000)
+            page.click(row)
+            page.wait_for_function(
+                "() => document.querySelectorAll('#log li').length >= 5", timeout=10_000
+            )
+            first.stop()  # the bridge goes away mid-execution
+            page.wait_for_selector('#conn:not([data-state="connected"])', timeout=10_000)
+            make_bridge(port=port)  # ... and comes back on the same port
+            page.wait_for_selector('#conn[data-state="connected"]', timeout=15_000)
+            page.wait_for_selector('#detail[data-status="completed"]', timeout=20_000)
+            page.screenshot(path=str(tmp_path / "dark.png"))
+            seqs = page.eval_on_selector_all("#log li", "lis => lis.map(l => +l.dataset.seq)")
+        finally:
+            browser.close()
+    handle.wait(10)
+    with StateClient(server.endpoints["state"]) as client:
+        _, last = client.events(handle.id)
+    assert seqs == list(range(1, last + 1))  # resumed with afterSeq: nothing lost, none twice
+    assert (tmp_path / "dark.png").stat().st_size > 10_000
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(90)
+def test_dashboard_with_auth_asks_for_a_token_and_shows_only_that_users_executions(
+    server: Any, make_bridge: Any, tmp_path: Path
+) -> None:
+    secret = "browser-test-secret-0123456789abcdef"
+    bridge = make_bridge(jwt_secret=secret)
+    alice = jwt.encode({"sub": "alice"}, secret, algorithm="HS256")
+    wf = workflow(seconds=0.05, steps=1)
+    theirs = server.submit(wf, user_id="bob")
+    theirs.wait(20)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(bridge.http_url + "/")
+            page.wait_for_selector('#conn[data-state="unauthorized"]', timeout=10_000)
+            assert page.is_visible("#token-form")
+            page.fill("#token", alice)
+            page.click("#token-form button")
+            page.wait_for_selector('#conn[data-state="connected"]', timeout=10_000)
+            mine = server.submit(wf, user_id="alice")
+            page.wait_for_selector(
+                f'tr[data-exec-id="{mine.id}"][data-status="completed"]', timeout=15_000
+            )
+            page.reload()  # the list is seeded from /api/executions with the token too
+            page.wait_for_selector(f'tr[data-exec-id="{mine.id}"]', timeout=10_000)
+            ids = page.eval_on_selector_all("#exec-rows tr", "rs => rs.map(r => r.dataset.execId)")
+            page.screenshot(path=str(tmp_path / "auth.png"))
+        finally:
+            browser.close()
+    assert ids == [mine.id]  # bob's execution never reached alice's page
+    assert (tmp_path / "auth.png").stat().st_size > 5_000

@@ -197,6 +197,14 @@
     return same ? hms : d.toLocaleDateString() + " " + hms;
   }
 
+  function fmtClock(ts) {  // local time of day with milliseconds, like the Started column
+    var t = parseTs(ts);
+    if (isNaN(t)) return "";
+    var d = new Date(t);
+    var ms = String(d.getMilliseconds()).padStart(3, "0");
+    return d.toLocaleTimeString([], { hour12: false }) + "." + ms;
+  }
+
   function fmtDuration(ms) {
     if (ms === null || ms === undefined || isNaN(ms)) return "—";
     if (ms < 1000) return Math.round(ms) + " ms";
@@ -322,7 +330,7 @@
       li.dataset.seq = String(seq);
       var line = li.appendChild(el("div", "line"));
       line.appendChild(el("span", "seq", "#" + seq));
-      line.appendChild(el("span", "ts", (ev.timestamp || "").slice(11, 23)));
+      line.appendChild(el("span", "ts", fmtClock(ev.timestamp)));
       line.appendChild(el("span", "type", ev.type));
       line.appendChild(el("span", "summary", summary(ev)));
       var key = id + ":" + seq;
@@ -376,6 +384,9 @@
     $("token-form").hidden = !authOn;
     var fromUrl = new URLSearchParams(location.search).get("token");
     if (fromUrl) sessionStorage.setItem("zmqmon-token", fromUrl);
+    if (sessionStorage.getItem("zmqmon-token")) {
+      $("token").placeholder = "token stored for this tab (paste to replace)";
+    }
     connect();
   }).catch(function () { connect(); });
 
