@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import time
 import urllib.error
@@ -160,3 +163,41 @@ def test_recent_executions_need_a_token_and_are_filtered(server: Any, secured: B
     assert {e["executionId"] for e in body["executions"]} == {mine.id, theirs.id}
     # health stays open (counts only)
     assert get(secured.http_url + "/api/ws/health")[0] == 200
+
+
+async def test_public_key_bridge_accepts_rs256_and_refuses_hs256_forgeries(
+    make_bridge: Any, tmp_path: Any
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path = tmp_path / "bridge.pub.pem"
+    path.write_bytes(pem)
+    bridge = make_bridge(jwt_public_key=str(path))
+    good = jwt.encode({"sub": "alice"}, key, algorithm="RS256")
+    c = await open_client(bridge.ws_url + f"?token={good}")
+    await c.send({"type": "ping"})
+    await c.expect("pong")
+    await c.close()
+
+    # "signed" with the public key as an HMAC secret: the classic algorithm-confusion forgery
+    # (built by hand: PyJWT itself refuses to sign HS256 with a PEM key)
+    def b64(data: bytes) -> bytes:
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+    signing_input = (
+        b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        + b"."
+        + b64(json.dumps({"sub": "root", "roles": ["admin"]}).encode())
+    )
+    mac = hmac.new(pem, signing_input, hashlib.sha256).digest()
+    forged = (signing_input + b"." + b64(mac)).decode()
+    for bad in (forged, jwt.encode({"sub": "root"}, None, algorithm="none")):
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(bridge.ws_url + f"?token={bad}"):
+                pass
+        assert info.value.response.status_code == 401
