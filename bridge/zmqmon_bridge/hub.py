@@ -125,6 +125,13 @@ class Hub:
         if len(self.owners) > _MAX_TRACKED:
             self.owners.popitem(last=False)
 
+    def baseline(self, execution_id: str, seq: int) -> None:
+        """A client caught up to ``seq`` before any live event of the execution arrived: order
+        the stream from there, so that a heartbeat revealing a lost tail gets it fetched."""
+        stream = self.stream(execution_id)
+        if stream.last is None:
+            stream.last = seq
+
     @staticmethod
     def upstream_prefix(kind: Kind, value: str) -> str:
         """What the SUB socket must hold for a subscription (topics carry no workflow id)."""
@@ -292,9 +299,9 @@ class Hub:
             st = sink.state
             if not st.principal.can_see(owner):
                 continue
-            if st.executions:
-                if st.route(execution_id, seq, payload) is None:
-                    continue
+            # route() keeps the cursor of an execution subscription (catch-up, none twice)
+            if st.executions and st.route(execution_id, seq, payload) is None:
+                continue
             sink.send_frame(frame)
             sent += 1
         self.counters.events_out += sent

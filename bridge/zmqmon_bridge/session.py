@@ -235,6 +235,9 @@ class Session:
                 self.send(payload)
             hub.counters.events_out += len(out)
             if missing is None:
+                done = self.state.executions.get(execution_id)
+                if done is not None:
+                    hub.baseline(execution_id, done.delivered)
                 return
             if not items:
                 await asyncio.sleep(delay)  # the store lags the live stream a little

@@ -1,0 +1,248 @@
+"""The hub in isolation (unit): ordering and repair, heartbeats, owners, refcounts, fan-out.
+
+The upstream socket and the state service are replaced by in-memory fakes so that each rule can
+be driven deterministically; everything socket-level is covered by the integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from zmqmon_bridge.hub import Hub
+from zmqmon_bridge.protocol import ConnectionState, Principal, RateLimiter
+
+from zmqmon.core.wire import HEARTBEAT_TOPIC, dumps, encode_event
+from zmqmon.errors import NotFoundError
+
+
+class FakeUpstream:
+    def __init__(self, on_message: Any) -> None:
+        self.on_message = on_message
+        self.refcounts: dict[str, int] = {}
+
+    def acquire(self, prefix: str) -> None:
+        self.refcounts[prefix] = self.refcounts.get(prefix, 0) + 1
+
+    def release(self, prefix: str) -> None:
+        self.refcounts[prefix] -= 1
+        if not self.refcounts[prefix]:
+            del self.refcounts[prefix]
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeState:
+    """A store: every event "published" is here (optionally only after ``lag`` calls)."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, list[dict[str, Any]]] = {}
+        self.owner: dict[str, str | None] = {}
+        self.calls = 0
+
+    async def snapshot(self, execution_id: str) -> dict[str, Any]:
+        self.calls += 1
+        if execution_id not in self.owner:
+            raise NotFoundError("unknown")
+        return {"executionId": execution_id, "userId": self.owner[execution_id], "lastSeq": 0}
+
+    async def events(
+        self, execution_id: str, after_seq: int = 0, limit: int = 1000
+    ) -> tuple[list[dict[str, Any]], int]:
+        self.calls += 1
+        evs = [e for e in self.stored.get(execution_id, []) if e["seq"] > after_seq][:limit]
+        stored = self.stored.get(execution_id, [])
+        return evs, stored[-1]["seq"] if stored else 0
+
+    async def executions(self, limit: int = 100) -> list[dict[str, Any]]:
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+class FakeSink:
+    def __init__(self, principal: Principal) -> None:
+        self.state = ConnectionState("s", principal, RateLimiter(100, 100, lambda: 0.0))
+        self.frames: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        raise AssertionError("the hub sends encoded frames")
+
+    def send_frame(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def flush(self) -> None:
+        pass
+
+    def seqs(self) -> list[int]:
+        import json
+
+        # strip the 2-byte header of these small frames
+        return [json.loads(f[2:] if f[1] < 126 else f[4:])["seq"] for f in self.frames]
+
+
+def event(execution_id: str, seq: int, user: str | None = "alice") -> dict[str, Any]:
+    if seq == 1:
+        return {
+            "type": "execution:started",
+            "executionId": execution_id,
+            "workflowId": "w",
+            "timestamp": "2026-11-25T10:00:00.000Z",
+            "seq": 1,
+            "data": {"workflowName": "W", "agentCount": 1, "userId": user},
+        }
+    return {
+        "type": "execution:progress",
+        "executionId": execution_id,
+        "workflowId": "w",
+        "timestamp": "2026-11-25T10:00:00.000Z",
+        "seq": seq,
+        "data": {"progress": seq},
+    }
+
+
+def make(auth: bool = False) -> tuple[Hub, FakeState]:
+    state = FakeState()
+    hub = Hub(FakeUpstream, state, auth_enabled=auth, repair_timeout=1.0)
+    return hub, state
+
+
+def publish(hub: Hub, state: FakeState, ev: dict[str, Any], *, lost: bool = False) -> None:
+    state.stored.setdefault(ev["executionId"], []).append(ev)
+    if ev["seq"] == 1:
+        state.owner[ev["executionId"]] = ev["data"]["userId"]
+    if not lost:
+        hub.on_message(*encode_event(ev))
+
+
+def heartbeat(hub: Hub, executions: dict[str, int]) -> None:
+    body = {"publisherId": "p", "timestamp": "2026-11-25T10:00:00.000Z", "executions": executions}
+    hub.on_message(HEARTBEAT_TOPIC, dumps(body))
+
+
+def subscribe_topic(hub: Hub, sink: FakeSink, prefix: str = "exec/") -> None:
+    sink.state.add("topic", prefix)
+    hub.connections.add(sink)
+    hub.index(sink, "topic", prefix)
+
+
+async def settle(hub: Hub) -> None:
+    for _ in range(200):
+        if not hub._tasks:
+            return
+        await asyncio.sleep(0.005)
+
+
+async def test_in_order_none_twice_and_gaps_filled_from_the_store() -> None:
+    hub, state = make()
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink)
+    publish(hub, state, event("e", 1))
+    publish(hub, state, event("e", 2), lost=True)  # the PUB dropped it
+    publish(hub, state, event("e", 3))
+    publish(hub, state, event("e", 3))  # a duplicate
+    assert sink.seqs() == [1]  # 3 waits for 2
+    await settle(hub)
+    assert sink.seqs() == [1, 2, 3]
+    assert hub.counters.gap_fetches == 1
+
+
+async def test_a_heartbeat_reveals_a_lost_tail() -> None:
+    hub, state = make()
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink)
+    publish(hub, state, event("e", 1))
+    publish(hub, state, event("e", 2), lost=True)
+    publish(hub, state, event("e", 3), lost=True)
+    hub.on_message(
+        HEARTBEAT_TOPIC, dumps({"publisherId": "p", "timestamp": "t", "executions": {"e": 3}})
+    )
+    await settle(hub)
+    assert sink.seqs() == [1, 2, 3]
+
+
+async def test_a_caught_up_subscription_baselines_the_stream_for_tail_repair() -> None:
+    hub, state = make()
+    for seq in (1, 2, 3):
+        publish(hub, state, event("x", seq), lost=True)  # nothing reached the bridge live
+    sink = FakeSink(Principal(None, True))
+    sub = sink.state.add("execution", "x")
+    assert sub is not None
+    hub.connections.add(sink)
+    hub.index(sink, "execution", "x")
+    sink.state.catch_up("x", [], reach=0, give_up=True)
+    sub.delivered = 3
+    hub.baseline("x", 3)
+    publish(hub, state, event("x", 4), lost=True)  # the tail, lost too (slow joiner)
+    hub.on_message(
+        HEARTBEAT_TOPIC, dumps({"publisherId": "p", "timestamp": "t", "executions": {"x": 4}})
+    )
+    await settle(hub)
+    assert sink.seqs() == [4]
+
+
+async def test_with_auth_nothing_is_relayed_before_the_owner_is_known() -> None:
+    hub, state = make(auth=True)
+    alice, bob = FakeSink(Principal("alice")), FakeSink(Principal("bob"))
+    admin = FakeSink(Principal("root", admin=True))
+    for s in (alice, bob, admin):
+        subscribe_topic(hub, s)
+    publish(hub, state, event("a", 1, user="alice"), lost=True)  # started went by unseen
+    publish(hub, state, event("a", 2))
+    publish(hub, state, event("a", 3))
+    assert alice.frames == [] and admin.frames == []  # held until the owner is learned
+    await settle(hub)
+    assert alice.seqs() == [2, 3] and admin.seqs() == [2, 3]
+    assert bob.frames == []
+    publish(hub, state, event("b", 1, user="bob"))
+    publish(hub, state, event("b", 2, user="bob"))
+    assert bob.seqs() == [1, 2] and alice.seqs() == [2, 3]
+
+
+async def test_unknown_owner_relays_nothing_after_the_timeout() -> None:
+    hub, _ = make(auth=True)
+    admin = FakeSink(Principal("root", admin=True))
+    subscribe_topic(hub, admin)
+    hub.on_message(*encode_event(event("ghost", 5)))  # the store never heard of it
+    await settle(hub)
+    assert admin.frames == []
+    assert hub.counters.drops == 1
+
+
+async def test_refcounts_follow_subscriptions_and_connection_drop() -> None:
+    hub, _ = make()
+    a, b = FakeSink(Principal(None, True)), FakeSink(Principal(None, True))
+    subscribe_topic(hub, a)
+    subscribe_topic(hub, b)
+    a.state.add("workflow", "w")
+    hub.index(a, "workflow", "w")
+    a.state.add("execution", "e")
+    hub.index(a, "execution", "e")
+    assert hub.upstream.refcounts == {"exec/": 3, "exec/e/": 1}
+    hub.drop_connection(a)
+    assert hub.upstream.refcounts == {"exec/": 1}
+    assert a.state.subscription_count == 0 and a not in hub.connections
+    hub.drop_connection(b)
+    assert hub.upstream.refcounts == {}
+
+
+async def test_garbage_from_upstream_is_counted_never_relayed() -> None:
+    hub, _ = make()
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink)
+    for payload in (b"not json", b"[1]", b'{"executionId": 3, "seq": 1}', b'{"seq": "x"}'):
+        hub.on_message(b"exec/x/agent:progress", payload)
+    assert sink.frames == [] and hub.counters.drops == 4
+
+
+async def test_one_frame_per_connection_even_when_several_subscriptions_match() -> None:
+    hub, state = make()
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink, "exec/")
+    subscribe_topic(hub, sink, "exec/e/")
+    sink.state.add("workflow", "w")
+    hub.index(sink, "workflow", "w")
+    publish(hub, state, event("e", 1))
+    assert sink.seqs() == [1]
