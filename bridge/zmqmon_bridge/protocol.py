@@ -138,9 +138,9 @@ def control(type_: str, **fields: Any) -> bytes:
     return dumps({"type": type_, **fields})
 
 
-def error_message(code: str, message: str) -> bytes:
-    """An ``error`` message."""
-    return dumps({"type": "error", "code": code, "message": message})
+def error_message(code: str, message: str, **fields: Any) -> bytes:
+    """An ``error`` message; ``fields`` (e.g. ``executionId``) tell what it is about."""
+    return dumps({"type": "error", "code": code, "message": message, **fields})
 
 
 def text_frame(payload: bytes) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -34,6 +35,32 @@ from zmqmon_bridge.web import WS_PATH, HttpRoutes
 __all__ = ["Bridge", "Limits", "run_bridge"]
 
 log = logging.getLogger("zmqmon.bridge")
+
+
+class _RedactTokens(logging.Filter):
+    """websockets logs request lines at debug level: never let a ``?token=`` reach a log."""
+
+    _pattern = re.compile(r"(token=)[^&\s]+|(Bearer )\S+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            args = record.args
+            record.args = tuple(
+                self._pattern.sub(lambda m: (m.group(1) or m.group(2)) + "<redacted>", a)
+                if isinstance(a, str)
+                else a
+                for a in args
+            )
+        if isinstance(record.msg, str):
+            record.msg = self._pattern.sub(
+                lambda m: (m.group(1) or m.group(2)) + "<redacted>", record.msg
+            )
+        return True
+
+
+_REDACT = _RedactTokens()
+for _name in ("websockets", "websockets.server", "websockets.client"):
+    logging.getLogger(_name).addFilter(_REDACT)
 
 
 @dataclass(frozen=True)

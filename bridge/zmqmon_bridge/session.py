@@ -114,10 +114,10 @@ class Session:
             transport: Any = self.ws.transport
             transport.abort()
 
-    def error(self, code: str, message: str) -> None:
+    def error(self, code: str, message: str, **fields: Any) -> None:
         """Send an ``error`` message (and count it)."""
         self.hub.counters.error(code)
-        self.send(error_message(code, message))
+        self.send(error_message(code, message, **fields))
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -190,15 +190,21 @@ class Session:
         except (NotFoundError, ServiceError, ServiceUnavailableError) as exc:
             self._undo(execution_id)
             if isinstance(exc, NotFoundError):
-                self.error("not_found", f"no execution {execution_id!r}")
+                self.error("not_found", f"no execution {execution_id!r}", executionId=execution_id)
             else:
-                self.error("not_found", f"execution {execution_id!r} unavailable: {exc}")
+                self.error(
+                    "not_found",
+                    f"execution {execution_id!r} unavailable: {exc}",
+                    executionId=execution_id,
+                )
             return
         owner = snap.get("userId")
         hub.set_owner(execution_id, owner)
         if not st.principal.can_see(owner):
             self._undo(execution_id)
-            self.error("forbidden", f"execution {execution_id!r} is not yours")
+            self.error(
+                "forbidden", f"execution {execution_id!r} is not yours", executionId=execution_id
+            )
             return
         if st.executions.get(execution_id) is not sub:
             return  # unsubscribed or closed meanwhile

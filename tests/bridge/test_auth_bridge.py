@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 import urllib.error
 import urllib.request
@@ -201,3 +202,23 @@ async def test_public_key_bridge_accepts_rs256_and_refuses_hs256_forgeries(
             async with connect(bridge.ws_url + f"?token={bad}"):
                 pass
         assert info.value.response.status_code == 401
+
+
+async def test_tokens_never_reach_the_logs(
+    secured: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, bad = token("alice"), token("alice", exp=int(time.time()) - 30)
+    with caplog.at_level(logging.DEBUG):
+        c = await open_client(secured.ws_url + f"?token={good}")
+        await c.close()
+        d = await open_client(
+            secured.ws_url, additional_headers={"Authorization": f"Bearer {good}"}
+        )
+        await d.close()
+        with pytest.raises(InvalidStatus):
+            async with connect(secured.ws_url + f"?token={bad}"):
+                pass
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /api/ws" in text  # the request lines were logged (debug) ...
+    assert good not in text and bad not in text  # ... without the tokens
+    assert SECRET not in text

@@ -126,6 +126,13 @@
         return;
       case "error":
         notice(msg.code + ": " + msg.message, true);
+        if (msg.executionId && subscribed[msg.executionId]) {
+          // a refused subscription (not_found, forbidden): forget it, do not resume it
+          delete subscribed[msg.executionId];
+          delete logs[msg.executionId];
+          if (selected === msg.executionId) selected = null;
+          renderNow();
+        }
         return;
       default:
         if (typeof msg.seq === "number" && msg.executionId) onEvent(msg);
