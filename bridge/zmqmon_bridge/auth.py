@@ -85,7 +85,9 @@ class Authenticator:
             raise AuthError("invalid token: sub must be a string")
         roles = claims.get("roles") or []
         admin = isinstance(roles, list) and "admin" in roles
-        return Principal(user=sub, admin=admin)
+        exp = claims.get("exp")
+        expires = float(exp) if isinstance(exp, (int, float)) else None
+        return Principal(user=sub, admin=admin, expires=expires)
 
     def from_request(self, path: str, headers: Mapping[str, str]) -> Principal:
         """Verify the token a request carries (see :func:`token_from_request`)."""

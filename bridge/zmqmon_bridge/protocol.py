@@ -165,10 +165,12 @@ class Principal:
     """Who a connection is: the token's ``sub`` and whether its roles hold ``admin``.
 
     Without auth configured every connection is the anonymous admin (sees everything).
+    ``expires`` is the token's ``exp`` (epoch seconds), if it has one: the connection ends then.
     """
 
     user: str | None
     admin: bool = False
+    expires: float | None = None
 
     def can_see(self, owner: str | None) -> bool:
         """May this principal see an execution whose ``userId`` is ``owner``?"""

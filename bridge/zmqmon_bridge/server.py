@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import zmq.asyncio
@@ -74,6 +76,21 @@ class Limits:
     max_send_buffer: int = 4 * 1024 * 1024  # bytes queued to a client before closing with 1013
     max_subscriptions: int = 256
     repair_timeout: float = 3.0  # how long to wait for the store to fill a gap
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        """Defaults, overridden by ``ZMQMON_BRIDGE_<FIELD>`` variables (e.g. ``..._RATE=20``)."""
+        env = os.environ if environ is None else environ
+        changes: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"ZMQMON_BRIDGE_{f.name.upper()}")
+            if raw:
+                kind = int if f.type in ("int", int) else float
+                try:
+                    changes[f.name] = kind(raw)
+                except ValueError:
+                    raise ValueError(f"ZMQMON_BRIDGE_{f.name.upper()}: not a number") from None
+        return replace(cls(), **changes)
 
 
 class Bridge:
@@ -268,6 +285,7 @@ def run_bridge(
             port,
             jwt_secret=jwt_secret,
             jwt_public_key=jwt_public_key,
+            limits=Limits.from_env(),
         )
     except (OSError, ValueError) as exc:
         print(f"zmqmon bridge: {exc}", file=sys.stderr)

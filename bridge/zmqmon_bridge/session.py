@@ -124,6 +124,24 @@ class Session:
     async def run(self) -> None:
         """Serve the connection until it closes; cleanup is the caller's (``finally``)."""
         self.send(control("connected", connectionId=self.state.id))
+        expires = self.state.principal.expires
+        timer = None
+        if expires is not None:
+            # The token was valid at the handshake; it stops being so at its `exp`.
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(max(0.0, expires - time.time()), self._expired)
+        try:
+            await self._serve()
+        finally:
+            if timer is not None:
+                timer.cancel()
+        await self.closed()
+
+    def _expired(self) -> None:
+        self.error("unauthorized", "token expired")
+        self.close(CLOSE_POLICY, "token expired")
+
+    async def _serve(self) -> None:
         async for raw in self.ws:
             if self.closing:
                 break
@@ -141,7 +159,6 @@ class Session:
                 self.error(exc.code, exc.message)
                 continue
             await self.handle(msg)
-        await self.closed()
 
     async def closed(self) -> None:
         """Wait for a close this side started (the handler must not return first: that

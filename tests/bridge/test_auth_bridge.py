@@ -16,10 +16,11 @@ from typing import Any
 import jwt
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from zmqmon_bridge.server import Bridge
 
 from tests.bridge.conftest import open_client, terminal, workflow
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -222,3 +223,15 @@ async def test_tokens_never_reach_the_logs(
     assert "GET /api/ws" in text  # the request lines were logged (debug) ...
     assert good not in text and bad not in text  # ... without the tokens
     assert SECRET not in text
+
+
+async def test_a_token_that_expires_mid_connection_ends_it(secured: Bridge) -> None:
+    c = await open_client(secured.ws_url + f"?token={token('alice', exp=int(time.time()) + 2)}")
+    await c.send({"type": "subscribe", "topic": "exec/"})
+    await c.expect("subscribed")
+    err = await c.expect("error", timeout=10)  # nothing else comes first: no traffic
+    assert err["code"] == "unauthorized"
+    with pytest.raises(ConnectionClosed) as info:
+        await c.recv(10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+    wait_for(lambda: secured.call(lambda: secured.hub.upstream.refcounts) == {})

@@ -101,3 +101,14 @@ async def test_slow_client_closed_with_1013_fast_client_gets_everything(
     assert await closed_code(slow) == 1013
     assert bridge.call(lambda: len(bridge.hub.connections)) == 1
     await fast.close()
+
+
+def test_limits_are_configurable_by_environment() -> None:
+    limits = Limits.from_env(
+        {"ZMQMON_BRIDGE_RATE": "20", "ZMQMON_BRIDGE_MAX_SEND_BUFFER": "65536", "OTHER": "x"}
+    )
+    assert limits.rate == 20.0 and limits.max_send_buffer == 65536
+    assert isinstance(limits.max_send_buffer, int)
+    assert limits.max_frame == Limits().max_frame
+    with pytest.raises(ValueError, match="ZMQMON_BRIDGE_BURST"):
+        Limits.from_env({"ZMQMON_BRIDGE_BURST": "lots"})
