@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from zmqmon_bridge.server import Bridge
+from zmqmon_bridge.server import Bridge, Limits
 
 from tests.bridge.conftest import Client, open_client, terminal, workflow
 from tests.conftest import wait_for
@@ -253,3 +253,27 @@ async def test_resume_after_the_bridge_restarts_mid_execution(
     seqs = [e["seq"] for e in c.events + d.events]
     assert seqs == list(range(1, len(stored_events(server, handle.id)) + 1))
     await d.close()
+
+
+async def test_unsubscribe_workflow_duplicates_and_the_subscription_cap(
+    make_bridge: Any,
+) -> None:
+    bridge = make_bridge(Limits(max_subscriptions=3))
+    c = await open_client(bridge.ws_url)
+    for _ in range(2):  # subscribing twice holds it once
+        await c.send({"type": "subscribe", "workflowId": "wf-1"})
+        assert (await c.expect("subscribed"))["workflowId"] == "wf-1"
+    assert refcounts(bridge) == {"exec/": 1}
+    await c.send({"type": "subscribe", "topic": "exec/a/"})
+    await c.expect("subscribed")
+    await c.send({"type": "subscribe", "topic": "exec/b/"})
+    await c.expect("subscribed")
+    await c.send({"type": "subscribe", "topic": "exec/c/"})  # a fourth: over the cap
+    err = await c.expect("error")
+    assert err["code"] == "invalid_message" and "too many" in err["message"]
+    await c.send({"type": "unsubscribe", "workflowId": "wf-1"})
+    assert (await c.expect("unsubscribed"))["workflowId"] == "wf-1"
+    assert refcounts(bridge) == {"exec/a/": 1, "exec/b/": 1}
+    await c.send({"type": "unsubscribe", "workflowId": "never-held"})
+    await c.expect("unsubscribed")  # idempotent
+    await c.close()
