@@ -335,7 +335,12 @@ def _rss_mb(pid: int) -> float:
 async def _round(
     publisher: Publisher, port: int, clients: int, probes: int, n: int, rate: float
 ) -> dict[str, Any]:
-    conns = [RawClient(port, probe=i < probes) for i in range(clients)]
+    # probes spread among the sinks (fan-out order must not favour them)
+    step = max(1, clients // probes) if probes else clients + 1
+    conns = [
+        RawClient(port, probe=probes > 0 and i % step == 0 and i // step < probes)
+        for i in range(clients)
+    ]
     for chunk in range(0, clients, 100):  # connect in waves: a listen backlog is finite
         await asyncio.gather(*(c.connect() for c in conns[chunk : chunk + 100]))
     # Warm-up: the bridge's upstream subscription must be live before measuring.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import mimetypes
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,7 +80,10 @@ class HttpRoutes:
         self.auth = auth
         self.metrics = BridgeMetrics(hub)
         self.started = started
-        self.principals: dict[ServerConnection, Principal] = {}
+        # Weak: a handshake that fails after this check never reaches the handler to pop it.
+        self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = (
+            weakref.WeakKeyDictionary()
+        )
         self.static: dict[str, Path] = {
             f"/static/{p.name}": p for p in STATIC_DIR.iterdir() if p.suffix in _TYPES
         }
