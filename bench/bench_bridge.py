@@ -120,9 +120,13 @@ async def _serve(kind: str, pub: str) -> None:
     from websockets.asyncio.server import ServerConnection, serve
 
     if kind == "zmqmon":
-        from zmqmon_bridge.server import Bridge
+        from zmqmon_bridge.server import Bridge, Limits
 
-        bridge = await Bridge(pub, "tcp://127.0.0.1:9", "127.0.0.1", 0).astart()
+        # Saturation runs publish a whole burst at once, and the clients share this machine's
+        # two cores: a larger send queue keeps the slow-client rule (tested elsewhere) out of
+        # the throughput measured here. The baselines have no limit at all.
+        limits = Limits(max_send_buffer=256 * 1024 * 1024)
+        bridge = await Bridge(pub, "tcp://127.0.0.1:9", "127.0.0.1", 0, limits=limits).astart()
         print(bridge.port, flush=True)
         await asyncio.Event().wait()
         return
@@ -452,9 +456,8 @@ def run(quick: bool) -> list[Row]:
             m["p99_ms"],
             "ms",
             "≤ 10 ms",
-            note=f"raw broadcast p99: {b['p99_ms']:.2f} ms"
-            + ("; meets" if z["p99_ms"] <= 10 else "; MISSES")
-            + " the 10 ms target",
+            note=f"zmqmon {'meets' if z['p99_ms'] <= 10 else 'MISSES'} the 10 ms target; "
+            f"raw broadcast p99: {b['p99_ms']:.2f} ms (baselines fall behind at 1M deliveries/s)",
         )
     )
     rows.append(
@@ -465,8 +468,9 @@ def run(quick: bool) -> list[Row]:
             b["rss_idle_1000"],
             "MB",
             "< 100 MB",
-            note=f"{'meets' if z['rss_idle_1000'] < 100 else 'MISSES'} the 100 MB target; "
-            f"{z['rss_empty']:.1f} MB before connecting (raw websockets {b['rss_empty']:.1f} MB)",
+            note=f"zmqmon {'meets' if z['rss_idle_1000'] < 100 else 'MISSES'} the 100 MB target; "
+            f"the connections add {z['rss_idle_1000'] - z['rss_empty']:.1f} MB "
+            f"(raw websockets {b['rss_idle_1000'] - b['rss_empty']:.1f} MB)",
         )
     )
     return rows
