@@ -1,5 +1,7 @@
 """zmqmon: a notebook-friendly, reactive monitor for workflow executions, built on ZeroMQ."""
 
+from typing import TYPE_CHECKING
+
 from zmqmon.core.events import Event, parse_event
 from zmqmon.core.state import AgentState, ExecutionState, apply_event, replay
 from zmqmon.core.workflow import AgentSpec, WorkflowDefinition, parse_workflow
@@ -28,12 +30,37 @@ __version__ = "0.1.0"
 # (e.g. ``zmqmon.monitor`` needs ipywidgets): name → module that defines it.
 _LAZY = {
     "monitor": "zmqmon.widgets",
+    "ExecutionMonitor": "zmqmon.widgets",
+    "ExecutionsMonitor": "zmqmon.widgets",
     "Executor": "zmqmon.services.executor",
     "Workflow": "zmqmon.services.executor",
     "Agent": "zmqmon.services.executor",
     "ExecutionHandle": "zmqmon.services.executor",
     "AgentContext": "zmqmon.services.executor",
+    "Server": "zmqmon.services.server",
+    "EventPublisher": "zmqmon.shells.publisher",
+    "Subscriber": "zmqmon.shells.subscriber",
+    "AsyncSubscriber": "zmqmon.shells.async_subscriber",
+    "StateClient": "zmqmon.shells.client",
+    "AsyncStateClient": "zmqmon.shells.client",
+    "Proxy": "zmqmon.shells.proxy",
 }
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from zmqmon.services.executor import (
+        Agent,
+        AgentContext,
+        ExecutionHandle,
+        Executor,
+        Workflow,
+    )
+    from zmqmon.services.server import Server
+    from zmqmon.shells.async_subscriber import AsyncSubscriber
+    from zmqmon.shells.client import AsyncStateClient, StateClient
+    from zmqmon.shells.proxy import Proxy
+    from zmqmon.shells.publisher import EventPublisher
+    from zmqmon.shells.subscriber import Subscriber
+    from zmqmon.widgets import ExecutionMonitor, ExecutionsMonitor, monitor
 
 
 def __getattr__(name: str) -> object:
@@ -45,6 +72,10 @@ def __getattr__(name: str) -> object:
     return getattr(importlib.import_module(module), name)
 
 
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
 __all__ = [
     "Agent",
     "AgentContext",
@@ -52,22 +83,31 @@ __all__ = [
     "AgentSpec",
     "AgentState",
     "AgentTimeoutError",
+    "AsyncStateClient",
+    "AsyncSubscriber",
     "AuthError",
     "BadRequestError",
     "ConflictError",
     "Event",
+    "EventPublisher",
     "ExecutionCancelledError",
     "ExecutionError",
     "ExecutionHandle",
+    "ExecutionMonitor",
     "ExecutionState",
+    "ExecutionsMonitor",
     "Executor",
     "InternalError",
     "NotFoundError",
     "ProtocolError",
+    "Proxy",
     "PublisherLostError",
+    "Server",
     "ServiceError",
     "ServiceUnavailableError",
+    "StateClient",
     "StoreError",
+    "Subscriber",
     "Workflow",
     "WorkflowDefinition",
     "WorkflowError",
