@@ -20,6 +20,8 @@
   var authOn = false;
   var renderQueued = false;
   var expanded = {};      // "execId:seq" -> true
+  var MAX_ROWS = 200;     // executions listed
+  var MAX_LOG = 500;      // event log lines rendered
 
   // ---- connection -------------------------------------------------------------------------
 
@@ -249,6 +251,8 @@
     $("empty").hidden = ids.length > 0;
     var body = $("exec-rows");
     var rows = document.createDocumentFragment();
+    // The newest MAX_ROWS (and the selected one): a long-lived page stays fast.
+    ids = ids.filter(function (id, i) { return i < MAX_ROWS || id === selected; });
     ids.forEach(function (id) {
       var s = states[id];
       var tr = el("tr", id === selected ? "selected" : "");
@@ -328,9 +332,12 @@
   function renderLog(id) {
     var log = logs[id] || {};
     var seqs = Object.keys(log).map(Number).sort(function (a, b) { return a - b; });
+    var hiddenCount = Math.max(0, seqs.length - MAX_LOG);
+    seqs = seqs.slice(hiddenCount);  // the latest MAX_LOG lines: rendering stays cheap
     var list = $("log");
     var atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     var frag = document.createDocumentFragment();
+    if (hiddenCount) frag.appendChild(el("li", "more", hiddenCount + " earlier events not shown"));
     seqs.forEach(function (seq) {
       var ev = log[seq];
       var li = el("li", "t-" + ev.type.replace(":", "-"));
