@@ -71,11 +71,13 @@ class Hub:
         *,
         auth_enabled: bool,
         repair_timeout: float = 3.0,
+        join_history: int = 1000,
     ) -> None:
         self.upstream: Upstream = upstream_factory(self.on_message)
         self.state = state
         self.auth_enabled = auth_enabled
         self.repair_timeout = repair_timeout
+        self.join_history = join_history
         self.counters = Counters()
         self.connections: set[Sink] = set()
         self._streams: OrderedDict[str, OrderedStream] = OrderedDict()
@@ -196,6 +198,11 @@ class Hub:
 
     def _offer(self, execution_id: str, items: Iterable[tuple[int, Any]]) -> None:
         stream = self.stream(execution_id)
+        items = list(items)
+        if stream.last is None and items and 1 < items[0][0] <= self.join_history + 1:
+            # First seen a little after its start (its first events went by before our ZMQ
+            # subscription was live — the slow joiner): fetch them, so it is seen whole.
+            stream.last = 0
         for seq, item in items:
             for rseq, (payload, workflow_id, ev_type) in stream.offer(seq, item):
                 self._release(execution_id, rseq, payload, workflow_id, ev_type)

@@ -185,6 +185,7 @@ async def test_a_caught_up_subscription_baselines_the_stream_for_tail_repair() -
 
 async def test_with_auth_nothing_is_relayed_before_the_owner_is_known() -> None:
     hub, state = make(auth=True)
+    hub.join_history = 0  # joined where first seen: the owner must come from a snapshot
     alice, bob = FakeSink(Principal("alice")), FakeSink(Principal("bob"))
     admin = FakeSink(Principal("root", admin=True))
     for s in (alice, bob, admin):
@@ -203,6 +204,7 @@ async def test_with_auth_nothing_is_relayed_before_the_owner_is_known() -> None:
 
 async def test_unknown_owner_relays_nothing_after_the_timeout() -> None:
     hub, _ = make(auth=True)
+    hub.join_history = 0
     admin = FakeSink(Principal("root", admin=True))
     subscribe_topic(hub, admin)
     hub.on_message(*encode_event(event("ghost", 5)))  # the store never heard of it
@@ -246,3 +248,20 @@ async def test_one_frame_per_connection_even_when_several_subscriptions_match() 
     hub.index(sink, "workflow", "w")
     publish(hub, state, event("e", 1))
     assert sink.seqs() == [1]
+
+
+async def test_an_execution_first_seen_just_after_its_start_is_fetched_whole() -> None:
+    hub, state = make()
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink)
+    publish(hub, state, event("e", 1), lost=True)  # before the SUB subscription was live
+    publish(hub, state, event("e", 2), lost=True)
+    publish(hub, state, event("e", 3))
+    await settle(hub)
+    assert sink.seqs() == [1, 2, 3]
+    # one long under way when first seen is joined from where it is
+    hub.join_history = 10
+    for seq in range(1, 50):
+        publish(hub, state, event("long", seq), lost=seq < 40)
+    await settle(hub)
+    assert sink.seqs()[3:] == list(range(40, 50))
