@@ -7,6 +7,7 @@ Every error zmqmon raises on purpose derives from :class:`ZmqmonError`, so
 
     ZmqmonError
     ├── ProtocolError            a message on the wire is malformed (bad frames, JSON, schema)
+    │   └── (zmqmon_bridge.protocol.ClientMessageError: a WebSocket client's message; has ``code``)
     ├── WorkflowError            a workflow definition is invalid (cycle, duplicate id …)
     ├── ServiceError             the state service answered ``{"ok": false}``; has ``code``
     │   ├── BadRequestError      code ``bad_request``
