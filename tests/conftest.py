@@ -12,6 +12,20 @@ from typing import Any, TypeVar
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+#: Debian's Chromium, driven by Playwright (which never downloads a browser here), and the flags
+#: that keep it off the network: headless, no sandbox as root, no background requests.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 T = TypeVar("T")
 
 

@@ -12,18 +12,8 @@ from playwright.sync_api import sync_playwright
 from zmqmon_bridge.server import Bridge
 
 from tests.bridge.conftest import workflow
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from zmqmon.shells.client import StateClient
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.mark.browser
@@ -32,7 +22,7 @@ def test_dashboard_follows_a_running_workflow(server: Any, bridge: Bridge, tmp_p
     requests: list[str] = []
     console_errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
@@ -89,7 +79,7 @@ def test_dashboard_follows_a_running_workflow(server: Any, bridge: Bridge, tmp_p
 
 
 def _launch(p: Any) -> Any:
-    return p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 @pytest.mark.browser

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import reducer_fixtures
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, reducer_fixtures
 from zmqmon.core.events import parse_event
 from zmqmon.core.state import replay
 
@@ -21,16 +21,6 @@ REDUCER = Path(__file__).parents[2] / "bridge" / "zmqmon_bridge" / "static" / "r
 FIXTURES = reducer_fixtures()
 NODE = shutil.which("node")
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 _RUNNER = """
 const r = require(process.argv[1]);
@@ -47,7 +37,7 @@ def _run_in_chromium(cases: list[dict[str, Any]]) -> list[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
             page.add_script_tag(content=REDUCER.read_text())

@@ -19,21 +19,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 BAR = ".zmqmon-monitor .zmqmon-overall .progress-bar"
 NOTEBOOK = [
     "import zmqmon\nexecutor = zmqmon.Executor()",
