@@ -129,13 +129,23 @@ def _replace(model: _M, changes: dict[str, Any]) -> _M:
 
 
 def _with_agent(
-    agents: list[AgentState], agent_id: str, agent_name: str, changes: dict[str, Any]
+    agents: list[AgentState],
+    agent_id: str,
+    agent_name: str,
+    changes: dict[str, Any],
+    if_pending: dict[str, Any] | None = None,
 ) -> list[AgentState]:
+    """A copy of ``agents`` with one row changed (appended if new); ``if_pending`` is applied
+    too when that row is new or still pending. One scan: this runs for every agent event."""
     out = list(agents)
     for i, row in enumerate(out):
         if row.agent_id == agent_id:
+            if if_pending and row.status == "pending":
+                changes = {**changes, **if_pending}
             out[i] = _replace(row, changes)
             return out
+    if if_pending:
+        changes = {**changes, **if_pending}
     out.append(_replace(AgentState(agent_id=agent_id, agent_name=agent_name), changes))
     return out
 
@@ -166,7 +176,18 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
     if state.status == "pending" and event.type != "execution:started":
         update["status"] = "running"
 
-    if isinstance(event, ExecutionStarted):
+    # The two progress events are nearly all of a busy stream: they are tested first.
+    if isinstance(event, AgentProgress):
+        update["agents"] = _with_agent(
+            state.agents,
+            event.data.agent_id,
+            event.data.agent_name,
+            {"progress": event.data.progress},
+            {"status": "running", "started_at": ts},
+        )
+    elif isinstance(event, ExecutionProgress):
+        update["progress"] = event.data.progress
+    elif isinstance(event, ExecutionStarted):
         agents = list(state.agents)
         known = {row.agent_id for row in agents}
         for info in event.data.agents or ():
@@ -179,8 +200,6 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
             started_at=ts,
             agents=agents,
         )
-    elif isinstance(event, ExecutionProgress):
-        update["progress"] = event.data.progress
     elif isinstance(event, ExecutionCompleted):
         update.update(status="completed", progress=100, finished_at=ts)
         update["agents"] = _stop_running(state.agents, ts)
@@ -202,14 +221,6 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
                 "finished_at": None,
                 "error": None,
             },
-        )
-    elif isinstance(event, AgentProgress):
-        row = state.agent(event.data.agent_id)
-        changes: dict[str, Any] = {"progress": event.data.progress}
-        if row is None or row.status == "pending":
-            changes.update(status="running", started_at=ts)
-        update["agents"] = _with_agent(
-            state.agents, event.data.agent_id, event.data.agent_name, changes
         )
     elif isinstance(event, AgentCompleted):
         update["agents"] = _with_agent(
