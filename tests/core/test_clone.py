@@ -336,3 +336,62 @@ def test_heartbeat_alone_does_not_join_for_workflow_subscriptions() -> None:
     core.on_heartbeat(hb(e9=6), now=0.0)
     assert core.poll(0.0) == []
     assert core.tracked() == []
+
+
+def test_on_event_tells_whether_the_event_was_kept() -> None:
+    events = make_events(n=6)
+    core = CloneCore()
+    core.subscribe_topic("exec/")
+    assert core.on_event(events[0]) is True  # delivered
+    assert core.on_event(events[0]) is False  # a duplicate
+    assert core.on_event(events[3]) is True  # buffered behind a gap
+    assert core.on_event(events[3]) is False  # buffered already
+    assert core.on_event(make_events("x", 3, workflow_id="w")[0]) is True
+    core.unsubscribe_topic("exec/")
+    core.subscribe_topic("exec/e1/")
+    assert core.on_event(make_events("y", 3)[0]) is False  # not selected
+    full = CloneCore(max_buffer=1)
+    full.subscribe_topic("exec/")
+    full.on_event(events[0])
+    assert full.on_event(events[2]) is True
+    assert full.on_event(events[3]) is False  # overflow: the fetch will bring it
+
+
+def test_without_snapshot_joins_a_long_execution_is_joined_where_first_seen() -> None:
+    events = make_events(n=40)
+    core = CloneCore(join_history=10, snapshot_joins=False, keep_states=False)
+    store = Store(events[:33])  # what the store holds by then
+    core.subscribe_topic("exec/")
+    core.on_event(events[29])  # seq 30: delivered at once, nothing asked for
+    assert drain(core) == [30]
+    assert core.poll(0.0) == [] and core.delivered_seq("e1") == 30
+    core.on_event(events[32])  # a gap after the join is repaired as usual
+    assert settle(core, store) == [31, 32, 33]
+    assert store.calls == 1 and core.states == {}
+    # short ones are still fetched whole
+    short = make_events("s", 8)
+    core.on_event(short[3])
+    assert settle(core, Store(short[:4])) == list(range(1, 5))
+
+
+def test_without_snapshot_joins_a_heartbeat_joins_a_long_one_at_its_last_seq() -> None:
+    events = make_events("e9", 40)
+    core = CloneCore(join_history=10, snapshot_joins=False)
+    core.subscribe_topic("exec/e9/")
+    core.on_heartbeat(hb(e9=30), now=0.0)
+    assert core.poll(0.0) == [] and core.delivered_seq("e9") == 30
+    core.on_heartbeat(hb(e9=32), now=0.1)  # from then on, a lost tail is fetched
+    assert settle(core, Store(events[:32])) == [31, 32]
+
+
+def test_track_from_a_seq_reached_elsewhere_then_fetch_a_revealed_tail() -> None:
+    events = make_events("x", 2000)
+    core = CloneCore(snapshot_joins=False)
+    assert core.track("x", 1500) is False  # no prefix selects it
+    core.subscribe_topic("exec/x/")
+    assert core.track("x", 1500) is True
+    assert core.track("x", 3) is False  # already tracked: its progress is kept
+    assert core.delivered_seq("x") == 1500
+    core.on_heartbeat(hb(x=1502), now=0.0)
+    assert settle(core, Store(events[:1502])) == [1501, 1502]
+    assert core.delivered_seq("nobody") == 0

@@ -30,6 +30,12 @@ Joining rules:
   of whose events reached the subscriber, but that a heartbeat lists and a raw prefix selects, is
   joined the same way (``s`` = the heartbeat's lastSeq). Heartbeats carry no workflow id, so a
   workflow subscription cannot do that: there, heartbeats repair executions already tracked.
+* ``snapshot_joins=False`` (for a relay whose consumers get no snapshot, such as the WebSocket
+  bridge): an execution first seen beyond ``join_history`` is joined *where first seen* (its
+  earlier events are neither fetched nor delivered, no snapshot is asked for); one a heartbeat
+  alone reveals, at the heartbeat's lastSeq. :meth:`CloneCore.track` starts tracking an execution
+  a raw prefix selects from a seq its consumer reached by other means (a relay's own catch-up),
+  so that a tail a heartbeat reveals later is fetched from there.
 
 :attr:`states` holds each tracked execution's state through the one reducer (``apply_event``);
 ``keep_states=False`` skips it (the reducer is most of the per-event cost) for consumers that
@@ -120,6 +126,7 @@ class CloneCore:
         retry_min: float = 0.05,
         retry_max: float = 1.0,
         keep_states: bool = True,
+        snapshot_joins: bool = True,
     ) -> None:
         self.heartbeat_timeout = heartbeat_timeout
         self.max_buffer = max_buffer
@@ -140,6 +147,7 @@ class CloneCore:
         self._pending: set[str] = set()  # executions that may need a request
         self._prefix_cache: dict[tuple[str, str], bool] = {}
         self.keep_states = keep_states
+        self.snapshot_joins = snapshot_joins
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -234,34 +242,42 @@ class CloneCore:
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> None:
-        """A live event from the stream (filters applied here)."""
+    def on_event(self, event: Event) -> bool:
+        """A live event from the stream (filters applied here).
+
+        Returns True if the event was delivered or buffered (it goes to :attr:`ready` unless an
+        unsubscribe drops it meanwhile), False if it was dropped (not selected, a duplicate, or
+        the buffer was full): a relay keeping the raw bytes of events aside need not keep those.
+        """
         eid = event.execution_id
         t = self._trackers.get(eid)
         if t is None:
             if eid in self._done or not self.wants(event):
                 if eid in self._done:
                     self.stats.duplicates += 1
-                return
+                return False
             t = self._trackers[eid] = _Tracker(eid, explicit=False)
             if event.seq > 1 and event.seq - 1 > self.join_history:
-                t.phase = "join"
-                self._pending.add(eid)
+                if self.snapshot_joins:
+                    t.phase = "join"
+                    self._pending.add(eid)
+                else:
+                    t.delivered = t.known_last = event.seq - 1  # joined where first seen
         self.stats.received += 1
         if t.workflow_id is None:
             t.workflow_id = event.workflow_id
         seq = event.seq
         if t.phase != "ready":
-            self._buffer(t, event)
-            return
+            return self._buffer(t, event)
         if seq <= t.delivered:
             self.stats.duplicates += 1
-        elif seq == t.delivered + 1:
+            return False
+        if seq == t.delivered + 1:
             self._deliver(t, event, fetched=False)
             self._drain(t)
-        else:
-            self._buffer(t, event)
-            self._pending.add(eid)
+            return True
+        self._pending.add(eid)
+        return self._buffer(t, event)
 
     def on_heartbeat(self, heartbeat: Heartbeat, now: float) -> None:
         """A heartbeat: the publisher lives, and the last seq of its recent executions."""
@@ -283,7 +299,10 @@ class CloneCore:
                 # was live): the heartbeat is the only sign of it. Join as if first seen now.
                 tracked = self._trackers[eid] = _Tracker(eid, explicit=False)
                 if last > self.join_history:
-                    tracked.phase = "join"
+                    if self.snapshot_joins:
+                        tracked.phase = "join"
+                    else:
+                        tracked.delivered = tracked.known_last = last  # joined where seen
                 self._pending.add(eid)
             if tracked is not None and last > tracked.known_last:
                 tracked.known_last = last
@@ -408,16 +427,41 @@ class CloneCore:
         """Execution ids currently tracked."""
         return list(self._trackers)
 
+    def delivered_seq(self, execution_id: str) -> int:
+        """The last seq delivered of a tracked execution (0 if it is not tracked)."""
+        t = self._trackers.get(execution_id)
+        return 0 if t is None else t.delivered
+
+    def track(self, execution_id: str, delivered: int) -> bool:
+        """Track an execution a raw prefix selects, as delivered up to ``delivered``.
+
+        For a consumer that reached ``delivered`` by other means (e.g. a relay's catch-up from
+        the store) before any live event of it arrived: a later gap, or a tail a heartbeat
+        reveals, is then fetched from there. False (nothing changes) if it is already tracked,
+        finished, or no prefix selects it.
+        """
+        if (
+            execution_id in self._trackers
+            or execution_id in self._done
+            or not self._prefix_wants(execution_id)
+        ):
+            return False
+        t = self._trackers[execution_id] = _Tracker(execution_id, explicit=False)
+        t.delivered = t.known_last = max(0, delivered)
+        return True
+
     # -- internals ----------------------------------------------------------------------------
 
-    def _buffer(self, t: _Tracker, event: Event) -> None:
+    def _buffer(self, t: _Tracker, event: Event) -> bool:
         t.known_last = max(t.known_last, event.seq)
         if event.seq in t.buffer:
             self.stats.duplicates += 1
         elif len(t.buffer) < self.max_buffer:
             t.buffer[event.seq] = event
+            return True
         else:
             self.stats.overflow += 1  # the store has it: the fetch will bring it
+        return False
 
     def _deliver(self, t: _Tracker, event: Event, *, fetched: bool) -> None:
         t.delivered = event.seq
