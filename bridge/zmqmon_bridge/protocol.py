@@ -8,8 +8,11 @@ answers. It holds:
 * what a principal (the token's user) may see;
 * a token bucket per connection and the strike rule that turns "over the limit" into a close;
 * the subscriptions a connection holds, and for each execution subscription the delivery cursor
-  (``delivered``) that makes "in order, none twice" true across snapshot, resume and live events;
-* :class:`OrderedStream`, the per-execution reorder buffer that finds gaps to repair.
+  (``delivered``) that makes "in order, none twice" true across snapshot, resume and live events.
+
+The upstream stream itself (order, duplicates, gaps, lost tails, joins) is repaired once for the
+whole bridge by the project's one repair logic, :class:`zmqmon.core.clone.CloneCore`, which the
+hub (:mod:`zmqmon_bridge.hub`) drives.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ __all__ = [
     "ConnectionState",
     "ExecSub",
     "Kind",
-    "OrderedStream",
     "Principal",
     "RateLimiter",
     "TokenBucket",
@@ -218,55 +220,6 @@ class RateLimiter:
             return "ok"
         self.strikes += 1
         return "close" if self.strikes >= self.max_strikes else "limited"
-
-
-# --- ordering ---------------------------------------------------------------------------------
-
-
-@dataclass
-class OrderedStream:
-    """One execution's upstream events, released in seq order with no duplicate.
-
-    ``last`` is the last seq released (None: not started; the first event offered sets the
-    baseline). Events ahead of ``last + 1`` wait in ``pending`` until the gap is filled
-    (:meth:`offer` again with the fetched events) or given up (:meth:`skip`).
-    """
-
-    last: int | None = None
-    pending: dict[int, Any] = field(default_factory=dict)
-
-    def offer(self, seq: int, item: Any) -> list[tuple[int, Any]]:
-        """Offer one event; returns the events now releasable, in order."""
-        if self.last is None:
-            self.last = seq - 1
-        if seq <= self.last or seq in self.pending:
-            return []
-        self.pending[seq] = item
-        return self._drain()
-
-    def _drain(self) -> list[tuple[int, Any]]:
-        out: list[tuple[int, Any]] = []
-        assert self.last is not None
-        while self.pending:
-            item = self.pending.pop(self.last + 1, None)
-            if item is None:
-                break
-            self.last += 1
-            out.append((self.last, item))
-        return out
-
-    def gap(self) -> tuple[int, int] | None:
-        """``(after, upto)``: the seqs after ``after`` up to ``upto`` are missing; or None."""
-        if not self.pending or self.last is None:
-            return None
-        return self.last, min(self.pending) - 1
-
-    def skip(self) -> list[tuple[int, Any]]:
-        """Give up on the gap: release what waits from its lowest seq on."""
-        if not self.pending:
-            return []
-        self.last = min(self.pending) - 1
-        return self._drain()
 
 
 # --- a connection's subscriptions ----------------------------------------------------------------

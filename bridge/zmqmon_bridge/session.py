@@ -200,8 +200,7 @@ class Session:
         sub = st.add("execution", execution_id)
         assert sub is not None
         hub.index(self, "execution", execution_id)
-        stream = hub.stream(execution_id)
-        reach = stream.last or 0  # released before we registered: they will not come live again
+        reach = hub.released(execution_id)  # fanned out already: they will not come live again
         try:
             snap = await hub.state.snapshot(execution_id)
         except (NotFoundError, ServiceError, ServiceUnavailableError) as exc:

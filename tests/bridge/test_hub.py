@@ -7,8 +7,10 @@ be driven deterministically; everything socket-level is covered by the integrati
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import pytest
 from zmqmon_bridge.hub import Hub
 from zmqmon_bridge.protocol import ConnectionState, Principal, RateLimiter
 
@@ -77,10 +79,11 @@ class FakeSink:
         pass
 
     def seqs(self) -> list[int]:
-        import json
+        return [d["seq"] for d in self.docs()]
 
-        # strip the 2-byte header of these small frames
-        return [json.loads(f[2:] if f[1] < 126 else f[4:])["seq"] for f in self.frames]
+    def docs(self) -> list[dict[str, Any]]:
+        # strip the frame header: 2 bytes for these small frames, 4 from 126 bytes on
+        return [json.loads(f[2:] if f[1] < 126 else f[4:]) for f in self.frames]
 
 
 def event(execution_id: str, seq: int, user: str | None = "alice") -> dict[str, Any]:
@@ -129,8 +132,9 @@ def subscribe_topic(hub: Hub, sink: FakeSink, prefix: str = "exec/") -> None:
 
 
 async def settle(hub: Hub) -> None:
-    for _ in range(200):
-        if not hub._tasks:
+    """Until no fetch, owner lookup or retry is pending (bounded)."""
+    for _ in range(1000):
+        if not hub.busy:
             return
         await asyncio.sleep(0.005)
 
@@ -265,3 +269,126 @@ async def test_an_execution_first_seen_just_after_its_start_is_fetched_whole() -
         publish(hub, state, event("long", seq), lost=seq < 40)
     await settle(hub)
     assert sink.seqs()[3:] == list(range(40, 50))
+
+
+class SlowState(FakeState):
+    """A store whose answers for one execution wait until released."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__()
+        self.slow = slow
+        self.gate = asyncio.Event()
+
+    async def events(
+        self, execution_id: str, after_seq: int = 0, limit: int = 1000
+    ) -> tuple[list[dict[str, Any]], int]:
+        if execution_id == self.slow:
+            await self.gate.wait()
+        return await super().events(execution_id, after_seq, limit)
+
+
+async def test_a_slow_fetch_holds_back_no_other_execution() -> None:
+    state = SlowState("slow")
+    hub = Hub(FakeUpstream, state, auth_enabled=False, repair_timeout=5.0)
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink)
+    for eid in ("slow", "fast"):
+        publish(hub, state, event(eid, 1))
+        publish(hub, state, event(eid, 2), lost=True)
+        publish(hub, state, event(eid, 3))
+    for _ in range(200):  # the fast one is repaired while the slow fetch is still out
+        if sink.seqs().count(3) == 1:
+            break
+        await asyncio.sleep(0.005)
+    got = [d["executionId"] for d in sink.docs()]
+    assert got == ["slow", "fast", "fast", "fast"]
+    state.gate.set()
+    await settle(hub)
+    got = [(d["executionId"], d["seq"]) for d in sink.docs()]
+    assert [s for e, s in got if e == "slow"] == [1, 2, 3]
+    assert [s for e, s in got if e == "fast"] == [1, 2, 3]
+
+
+async def test_published_bytes_are_relayed_untouched_one_frame_for_all() -> None:
+    hub, state = make()
+    a, b = FakeSink(Principal(None, True)), FakeSink(Principal(None, True))
+    subscribe_topic(hub, a)
+    subscribe_topic(hub, b)
+    ev = event("e", 1)
+    state.stored["e"] = [ev]
+    # Not how this codec would write it (spacing, key order): the bridge must not re-encode.
+    payload = json.dumps(dict(reversed(list(ev.items()))), indent=1).encode()
+    hub.on_message(b"exec/e/execution:started", payload)
+    assert a.frames[0][-len(payload) :] == payload
+    assert a.frames[0] is b.frames[0]  # built once, written to every client
+    # a fetched event goes out as the store gave it, encoded once
+    publish(hub, state, event("e", 2), lost=True)
+    publish(hub, state, event("e", 3))
+    await settle(hub)
+    assert a.seqs() == [1, 2, 3] and a.frames[1] is b.frames[1]
+    assert a.docs()[1] == event("e", 2)
+    assert hub._payloads == {}  # nothing kept aside once delivered
+
+
+async def test_a_gap_the_store_never_fills_is_given_up_after_the_timeout() -> None:
+    hub, state = make()
+    hub.repair_timeout = 0.2
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink)
+    publish(hub, state, event("e", 1))
+    hub.on_message(*encode_event(event("e", 4)))  # 2 and 3 never reach the store
+    hub.on_message(*encode_event(event("e", 5)))
+    assert sink.seqs() == [1]
+    await settle(hub)
+    assert sink.seqs() == [1, 4, 5]  # in order, none twice, after the gap
+    assert hub.counters.drops == 1 and hub.core.stats.skipped == 2
+    hub.on_message(*encode_event(event("e", 6)))
+    assert sink.seqs() == [1, 4, 5, 6]
+
+
+async def test_the_cores_filters_follow_the_connections_subscriptions() -> None:
+    hub, state = make()
+    a, b = FakeSink(Principal(None, True)), FakeSink(Principal(None, True))
+    hub.connections |= {a, b}
+
+    def sub(sink: FakeSink, kind: Any, value: str) -> None:
+        sink.state.add(kind, value)
+        hub.index(sink, kind, value)
+
+    def zmq() -> set[str]:
+        return set(hub.upstream.refcounts)
+
+    sub(a, "execution", "x")
+    a.state.catch_up("x", [], reach=0, give_up=True)  # caught up: live events go out
+    sub(b, "topic", "exec/x/")  # the same prefix as execution x
+    sub(b, "workflow", "w")
+    assert hub.core.zmq_prefixes() == zmq() == {"exec/x/", "exec/"}
+    assert hub.core.workflows == {"w"}
+    b.state.remove("topic", "exec/x/")
+    hub.unindex(b, "topic", "exec/x/")
+    assert hub.core.prefixes == {"exec/x/"}  # execution x still wants it
+    hub.drop_connection(b)
+    assert hub.core.zmq_prefixes() == zmq() == {"exec/x/"} and hub.core.workflows == set()
+    publish(hub, state, event("y", 1))  # selected by nothing: nothing kept
+    publish(hub, state, event("x", 1))
+    assert a.seqs() == [1] and hub._payloads == {}
+    hub.drop_connection(a)
+    assert hub.core.zmq_prefixes() == zmq() == set()
+
+
+async def test_payloads_kept_aside_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zmqmon_bridge import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "_MAX_PAYLOADS", 5)
+    hub, state = make()
+    sink = FakeSink(Principal(None, True))
+    subscribe_topic(hub, sink)
+    publish(hub, state, event("e", 1))
+    publish(hub, state, event("e", 2), lost=True)
+    for seq in range(3, 13):  # buffered behind the gap: more than the bound
+        publish(hub, state, event("e", seq))
+    assert len(hub._payloads) == 5
+    await settle(hub)
+    # Still every event, in order, with its content (those evicted are encoded again).
+    assert sink.docs() == [event("e", seq) for seq in range(1, 13)]
+    assert hub._payloads == {}

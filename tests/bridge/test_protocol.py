@@ -9,7 +9,6 @@ from zmqmon_bridge.protocol import (
     ClientMessage,
     ClientMessageError,
     ConnectionState,
-    OrderedStream,
     Principal,
     RateLimiter,
     TokenBucket,
@@ -136,27 +135,6 @@ def test_rate_limiter_strikes_then_close_and_a_good_message_resets() -> None:
     clock.t += 1
     assert limiter.check() == "ok"  # strikes reset
     assert [limiter.check() for _ in range(3)] == ["limited", "limited", "close"]
-
-
-# -- ordering ----------------------------------------------------------------------------------
-
-
-def test_ordered_stream_releases_in_order_without_duplicates() -> None:
-    s = OrderedStream()
-    assert s.offer(5, "e5") == [(5, "e5")]  # the first event sets the baseline
-    assert s.offer(5, "again") == []
-    assert s.offer(7, "e7") == []
-    assert s.gap() == (5, 6)
-    assert s.offer(6, "e6") == [(6, "e6"), (7, "e7")]
-    assert s.gap() is None
-    assert s.offer(3, "old") == []
-
-
-def test_ordered_stream_skip_gives_up_on_a_gap() -> None:
-    s = OrderedStream(last=1)
-    assert s.offer(4, "e4") == [] and s.offer(5, "e5") == []
-    assert s.skip() == [(4, "e4"), (5, "e5")]
-    assert s.last == 5
 
 
 # -- a connection's subscriptions ----------------------------------------------------------------
