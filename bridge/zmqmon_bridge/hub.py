@@ -312,11 +312,10 @@ class Hub:
             raw, last = await self.state.events(eid, req.after_seq, req.limit)
         except NotFoundError:  # not stored yet
             raw, last = [], 0
-        except ZmqmonError:
-            raw, last, failed = [], 0, True
-        except Exception:  # never leave the core waiting on an answer that will not come
+        except Exception:  # ZmqmonError or worse: the core must not wait for an answer forever
             raw, last, failed = [], 0, True
         events: list[Event] = []
+        delivered = self.core.delivered_seq(eid)  # live events may have gone by meanwhile
         for item in raw:
             try:
                 if not isinstance(item, dict):
@@ -329,7 +328,7 @@ class Hub:
                 continue
             events.append(event)
             key = (eid, event.seq)
-            if event.seq > req.after_seq and key not in self._payloads:
+            if event.seq > delivered and key not in self._payloads:
                 self._keep(key, dumps(item))  # encoded once, like a published payload
         now = time.monotonic()
         if any(e.seq > req.after_seq for e in events):
