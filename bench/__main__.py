@@ -21,12 +21,14 @@ def main() -> int:
     parser.add_argument(
         "suites",
         nargs="*",
-        choices=[*suites, []][:-1] or None,
         metavar="SUITE",
         help="which suites (default: all): " + ", ".join(suites),
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test)")
     args = parser.parse_args()
+    unknown = sorted(set(args.suites) - set(suites))
+    if unknown:
+        parser.error(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(suites)}")
     rows: list[Row] = []
     for name in args.suites or suites:
         module = importlib.import_module(f"bench.bench_{name}")
