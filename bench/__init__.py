@@ -29,6 +29,9 @@ class Row:
     higher_is_better: bool = False
     target_ratio: float | None = None
     note: str = ""
+    #: an absolute target on ``value`` (≤, or ≥ when ``higher_is_better``), for targets such as
+    #: "p99 ≤ 10 ms" that are not ratios
+    target_value: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -38,12 +41,13 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        if self.target_ratio is None:
+        if self.target_ratio is not None and self.ratio is not None:
+            measured, bound = self.ratio, self.target_ratio
+        elif self.target_value is not None:
+            measured, bound = self.value, self.target_value
+        else:
             return ""
-        r = self.ratio
-        if r is None:
-            return ""
-        ok = r >= self.target_ratio if self.higher_is_better else r <= self.target_ratio
+        ok = measured >= bound if self.higher_is_better else measured <= bound
         return "ok" if ok else "MISS"
 
 
