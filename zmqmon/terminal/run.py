@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -148,17 +150,31 @@ def render(state: ExecutionState, *, width: int = 30) -> Group:
     return Group(*parts)
 
 
+class _Interrupts:
+    """Counts Ctrl-C (SIGINT) instead of raising KeyboardInterrupt wherever the program is.
+
+    An exception raised at an arbitrary point (between submitting and following, inside
+    rich's Live) could skip the cancellation; a counter read by the follow loop cannot.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.count += 1
+
+
 def _follow(
     fetch: Callable[[], list[Event]],
     state: ExecutionState | None,
     cancel: Callable[[], object],
     console: Console,
+    interrupts: _Interrupts,
 ) -> tuple[ExecutionState | None, bool]:
     """Apply new events until the execution ends; Ctrl-C cancels it (a second one gives up).
 
     Returns the last state and whether the user interrupted.
     """
-    interrupted = False
     deadline: float | None = None
     with Live(
         render(state) if state else Text("starting…"),
@@ -167,29 +183,27 @@ def _follow(
         transient=False,
     ) as live:
         while True:
-            try:
-                for event in fetch():
-                    state = apply_event(state, event)
-                if state is not None:
-                    live.update(render(state))
-                    if state.is_terminal:
-                        break
-                if deadline is not None and time.monotonic() > deadline:
-                    break
-                time.sleep(_POLL)
-            except KeyboardInterrupt:
-                if interrupted:  # a second Ctrl-C: stop waiting for the cancellation
-                    break
-                interrupted = True
+            if interrupts.count >= 2:  # a second Ctrl-C: stop waiting for the cancellation
+                break
+            if interrupts.count == 1 and deadline is None:
                 deadline = time.monotonic() + 10.0
                 console.print("[yellow]interrupted: cancelling the execution…[/]")
                 try:
                     cancel()
                 except ZmqmonError as exc:
                     console.print(f"[red]cancel failed: {escape(str(exc))}[/]")
+            for event in fetch():
+                state = apply_event(state, event)
+            if state is not None:
+                live.update(render(state))
+                if state.is_terminal:
+                    break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(_POLL)
     if not console.is_terminal:
         console.line()  # Live leaves the cursor after its last render when not on a terminal
-    return state, interrupted
+    return state, interrupts.count > 0
 
 
 def _summary(state: ExecutionState | None, interrupted: bool, console: Console) -> int:
@@ -219,7 +233,11 @@ def _elapsed_ms(state: ExecutionState) -> int | None:
 
 
 def _run_embedded(
-    definition: WorkflowDefinition, inputs: dict[str, Any], events: str | None, console: Console
+    definition: WorkflowDefinition,
+    inputs: dict[str, Any],
+    events: str | None,
+    console: Console,
+    interrupts: _Interrupts,
 ) -> int:
     from zmqmon.services.executor import Executor, compile_workflow
 
@@ -243,14 +261,20 @@ def _run_embedded(
             seen += len(new)
             return [parse_event(e) for e in new]
 
-        state, interrupted = _follow(fetch, None, lambda: handle.cancel("interrupted"), console)
+        state, interrupted = _follow(
+            fetch, None, lambda: handle.cancel("interrupted"), console, interrupts
+        )
         return _summary(state, interrupted, console)
     finally:
         executor.close()
 
 
 def _run_remote(
-    definition: WorkflowDefinition, inputs: dict[str, Any], state_url: str, console: Console
+    definition: WorkflowDefinition,
+    inputs: dict[str, Any],
+    state_url: str,
+    console: Console,
+    interrupts: _Interrupts,
 ) -> int:
     from zmqmon.shells.client import StateClient
 
@@ -272,7 +296,7 @@ def _run_remote(
             return events
 
         state, interrupted = _follow(
-            fetch, None, lambda: client.cancel(execution_id, "interrupted"), console
+            fetch, None, lambda: client.cancel(execution_id, "interrupted"), console, interrupts
         )
         return _summary(state, interrupted, console)
 
@@ -287,12 +311,15 @@ def run_file(
     """Run the workflow in ``path`` and follow it; the exit code (see the module docstring)."""
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
+    interrupts = _Interrupts()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupts) if in_main else None
     try:
         definition = load_workflow_file(path)
         values = parse_inputs(inputs)
         if state is None:
-            return _run_embedded(definition, values, events, console)
-        return _run_remote(definition, values, state, console)
+            return _run_embedded(definition, values, events, console, interrupts)
+        return _run_remote(definition, values, state, console, interrupts)
     except WorkflowError as exc:
         errors.print(f"zmqmon run: {escape(str(path))}: {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID
@@ -301,6 +328,9 @@ def run_file(
             f"zmqmon run: {escape(type(exc).__name__)}: {escape(str(exc))}", soft_wrap=True
         )
         return EXIT_INVALID if getattr(exc, "code", None) == "bad_request" else EXIT_FAILED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT outside the main thread (no handler installed there)
         errors.print("zmqmon run: interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
