@@ -141,6 +141,9 @@ def tail(
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    # Installed explicitly: a process started in the background by a non-interactive shell
+    # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    previous_int = signal.signal(signal.SIGINT, on_term)
     sub = Subscriber(events, state or None, on_publisher_change=on_publisher_change)
     try:
         if execution_id is None:
@@ -174,3 +177,4 @@ def tail(
     finally:
         sub.close()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
