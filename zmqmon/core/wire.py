@@ -34,6 +34,7 @@ __all__ = [
     "event_topic",
     "execution_prefix",
     "loads",
+    "truncate_data",
 ]
 
 EXEC_PREFIX: Final = "exec/"
@@ -81,28 +82,30 @@ def _note(size: int) -> str:
     return f"<truncated: {size} bytes>"
 
 
-def _truncate(data: dict[str, Any], budget: int) -> dict[str, Any]:
-    """Replace the largest fields of ``data`` (one level into dicts) until it fits ``budget``."""
-    data = dict(data)
-    data["truncated"] = True
-    for _ in range(10_000):
-        sizes = {k: len(dumps(v)) for k, v in data.items()}
-        total = len(dumps(data))
-        if total <= budget:
-            return data
+def truncate_data(data: Mapping[str, Any], budget: int) -> dict[str, Any]:
+    """``data`` as a dict that fits ``budget`` bytes of JSON: its largest fields (looking one
+    level into dicts, so that e.g. one agent's huge entry in ``results`` is cut and the other
+    agents' results survive) become ``"<truncated: N bytes>"`` notes, and ``truncated`` is set.
+
+    Shared by the wire codec and the executor, so that the event emitted, the payload sent and
+    the row stored agree.
+    """
+    out = dict(data)
+    out["truncated"] = True
+    while len(dumps(out)) > budget:
+        sizes = {k: len(dumps(v)) for k, v in out.items()}
         key = max(sizes, key=lambda k: sizes[k])
-        value = data[key]
-        if isinstance(value, dict) and len(value) > 1:
-            # e.g. execution:completed results: cut the biggest agent results, keep the rest.
+        value = out[key]
+        if isinstance(value, dict) and value:
             inner = dict(value)
             inner_sizes = {k: len(dumps(v)) for k, v in inner.items()}
             big = max(inner_sizes, key=lambda k: inner_sizes[k])
             if inner_sizes[big] > 64:
                 inner[big] = _note(inner_sizes[big])
-                data[key] = inner
+                out[key] = inner
                 continue
-        data[key] = _note(sizes[key])
-    return data  # pragma: no cover - the loop always converges
+        out[key] = _note(sizes[key])
+    return out
 
 
 def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bytes]:
@@ -111,7 +114,7 @@ def encode_event(event: Mapping[str, Any]) -> tuple[bytes, bytes]:
     if len(payload) > MAX_EVENT_BYTES:
         envelope = dict(event)
         overhead = len(payload) - len(dumps(event.get("data", {})))
-        envelope["data"] = _truncate(dict(event.get("data", {})), MAX_EVENT_BYTES - overhead - 64)
+        envelope["data"] = truncate_data(event.get("data", {}), MAX_EVENT_BYTES - overhead - 64)
         payload = dumps(envelope)
     return event_topic(str(event["executionId"]), str(event["type"])), payload
 

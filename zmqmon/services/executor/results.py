@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from zmqmon.core.wire import MAX_EVENT_BYTES, dumps
+from zmqmon.core.wire import MAX_EVENT_BYTES, dumps, truncate_data
 
 __all__ = ["DATA_BUDGET", "fit", "to_json_safe"]
 
@@ -94,29 +94,10 @@ def _size(value: Any) -> int:
     return len(dumps(value))
 
 
-def _note(size: int) -> str:
-    return f"<truncated: {size} bytes>"
-
-
 def fit(data: dict[str, Any], budget: int = DATA_BUDGET) -> dict[str, Any]:
     """``data`` itself if it fits ``budget`` bytes of JSON; else a copy whose biggest fields
     (looking one level into dicts, e.g. ``results``) became notes, with ``truncated: True``."""
     sizes = {k: _size(v) for k, v in data.items()}
     if sum(sizes.values()) + 8 * len(sizes) <= budget // 2 or len(dumps(data)) <= budget:
         return data
-    out = dict(data)
-    out["truncated"] = True
-    while len(dumps(out)) > budget:
-        sizes = {k: len(dumps(v)) for k, v in out.items()}
-        key = max(sizes, key=lambda k: sizes[k])
-        value = out[key]
-        if isinstance(value, dict) and value:
-            inner = dict(value)
-            inner_sizes = {k: len(dumps(v)) for k, v in inner.items()}
-            big = max(inner_sizes, key=lambda k: inner_sizes[k])
-            if inner_sizes[big] > 64:
-                inner[big] = _note(inner_sizes[big])
-                out[key] = inner
-                continue
-        out[key] = _note(sizes[key])
-    return out
+    return truncate_data(data, budget)
