@@ -128,9 +128,14 @@ def test_tail_all_executions_until_ctrl_c(server: Server) -> None:
             handles.append(server.submit(FAILING))
         return any(line["type"] == "execution:failed" for line in lines)
 
-    wait_for(some_output, timeout=30, interval=0.05, message="tail prints executions")
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=10)
+    try:
+        wait_for(some_output, timeout=30, interval=0.05, message="tail prints executions")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no process behind
+            proc.kill()
+            proc.wait()
     reader.join(5)
     assert proc.returncode == 0
     assert "Traceback" not in err
