@@ -124,7 +124,10 @@ async def test_owner_is_learned_before_relaying_an_execution_seen_mid_stream(
 ) -> None:
     # The bridge joins after execution:started went by: it must ask the store for the owner.
     handle = server.submit(workflow(seconds=0.8, steps=8), user_id="alice")
-    await asyncio.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while len(handle.events) < 3:  # started and the first agent events have gone by
+        assert time.monotonic() < deadline, "the execution did not start"
+        await asyncio.sleep(0.01)
     bob = await open_client(secured.ws_url + f"?token={token('bob')}")
     alice = await open_client(secured.ws_url + f"?token={token('alice')}")
     for c in (bob, alice):
