@@ -395,3 +395,19 @@ def test_track_from_a_seq_reached_elsewhere_then_fetch_a_revealed_tail() -> None
     core.on_heartbeat(hb(x=1502), now=0.0)
     assert settle(core, Store(events[:1502])) == [1501, 1502]
     assert core.delivered_seq("nobody") == 0
+
+
+def test_prefix_trackers_are_bounded_oldest_forgotten_explicit_kept() -> None:
+    core = CloneCore(max_tracked=3)
+    core.subscribe_topic("exec/")
+    core.subscribe_execution("mine", None)  # an explicit subscription: never evicted
+    core.on_snapshot("mine", None)
+    for n in range(5):  # executions that never end (their publisher died)
+        core.on_event(make_events(f"gone{n}", 6)[0])
+    tracked = core.tracked()
+    assert "mine" in tracked
+    assert len(tracked) == 3
+    assert tracked[-2:] == ["gone3", "gone4"]
+    # A forgotten one that speaks again is joined anew, by the usual rules.
+    core.on_event(make_events("gone0", 6)[1])
+    assert "gone0" in core.tracked()

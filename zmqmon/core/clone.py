@@ -127,8 +127,10 @@ class CloneCore:
         retry_max: float = 1.0,
         keep_states: bool = True,
         snapshot_joins: bool = True,
+        max_tracked: int = 20_000,
     ) -> None:
         self.heartbeat_timeout = heartbeat_timeout
+        self.max_tracked = max_tracked
         self.max_buffer = max_buffer
         self.page_size = page_size
         self.join_history = join_history
@@ -256,7 +258,7 @@ class CloneCore:
                 if eid in self._done:
                     self.stats.duplicates += 1
                 return False
-            t = self._trackers[eid] = _Tracker(eid, explicit=False)
+            t = self._untracked(eid)
             if event.seq > 1 and event.seq - 1 > self.join_history:
                 if self.snapshot_joins:
                     t.phase = "join"
@@ -297,7 +299,7 @@ class CloneCore:
             if tracked is None and last > 0 and eid not in self._done and self._prefix_wants(eid):
                 # Every event of it was lost (e.g. published before the prefix subscription
                 # was live): the heartbeat is the only sign of it. Join as if first seen now.
-                tracked = self._trackers[eid] = _Tracker(eid, explicit=False)
+                tracked = self._untracked(eid)
                 if last > self.join_history:
                     if self.snapshot_joins:
                         tracked.phase = "join"
@@ -446,7 +448,7 @@ class CloneCore:
             or not self._prefix_wants(execution_id)
         ):
             return False
-        t = self._trackers[execution_id] = _Tracker(execution_id, explicit=False)
+        t = self._untracked(execution_id)
         t.delivered = t.known_last = max(0, delivered)
         return True
 
@@ -487,6 +489,23 @@ class CloneCore:
             t.buffer = {s: e for s, e in buf.items() if s > t.delivered}
         if t.done and not t.buffer and t.known_last <= t.delivered:
             self._finish(t)
+
+    def _untracked(self, execution_id: str) -> _Tracker:
+        """Start tracking an execution seen through a workflow or prefix subscription.
+
+        Bounded: past ``max_tracked`` the oldest such trackers are forgotten (an execution whose
+        terminal event never comes, its publisher gone for good, must not stay forever); one
+        that speaks again is joined anew by the usual rules.
+        """
+        t = self._trackers[execution_id] = _Tracker(execution_id, explicit=False)
+        if len(self._trackers) > self.max_tracked:
+            for eid in [e for e, old in self._trackers.items() if not old.explicit][
+                : len(self._trackers) - self.max_tracked
+            ]:
+                if eid != execution_id:
+                    del self._trackers[eid]
+                    self._pending.discard(eid)
+        return t
 
     def _finish(self, t: _Tracker) -> None:
         # An explicitly subscribed execution keeps its tracker; one seen through a workflow or
