@@ -166,7 +166,6 @@ class _Interrupts:
 
 def _follow(
     fetch: Callable[[], list[Event]],
-    state: ExecutionState | None,
     cancel: Callable[[], object],
     console: Console,
     interrupts: _Interrupts,
@@ -175,9 +174,10 @@ def _follow(
 
     Returns the last state and whether the user interrupted.
     """
+    state: ExecutionState | None = None
     deadline: float | None = None
     with Live(
-        render(state) if state else Text("starting…"),
+        Text("starting…"),
         console=console,
         refresh_per_second=10,
         transient=False,
@@ -262,7 +262,7 @@ def _run_embedded(
             return [parse_event(e) for e in new]
 
         state, interrupted = _follow(
-            fetch, None, lambda: handle.cancel("interrupted"), console, interrupts
+            fetch, lambda: handle.cancel("interrupted"), console, interrupts
         )
         return _summary(state, interrupted, console)
     finally:
@@ -296,7 +296,7 @@ def _run_remote(
             return events
 
         state, interrupted = _follow(
-            fetch, None, lambda: client.cancel(execution_id, "interrupted"), console, interrupts
+            fetch, lambda: client.cancel(execution_id, "interrupted"), console, interrupts
         )
         return _summary(state, interrupted, console)
 
