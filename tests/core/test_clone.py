@@ -1,11 +1,21 @@
-"""The repair core without sockets: drops, duplicates, reordering, tails, joins, heartbeats."""
+"""The repair core without sockets: drops, duplicates, reordering, tails, joins, heartbeats,
+paging at the consumer's pace, the two delivery modes, give-up rules and memory bounds."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
-from zmqmon.core.clone import CloneCore, FetchEvents, FetchSnapshot
+from zmqmon.core.clone import CloneCore
+from zmqmon.core.delivery import (
+    NOT_FOUND,
+    EventsPage,
+    FetchEvents,
+    FetchSnapshot,
+    Reply,
+    Snapshot,
+    Unavailable,
+)
 from zmqmon.core.events import Event, parse_event
 from zmqmon.core.state import ExecutionState, replay
 from zmqmon.core.wire import Heartbeat
@@ -34,6 +44,12 @@ def hb(**executions: int) -> Heartbeat:
     return Heartbeat(publisher_id="p", timestamp="2026-11-25T10:00:00.000Z", executions=executions)
 
 
+def state_of(events: list[Event]) -> ExecutionState:
+    st = replay(events)
+    assert st is not None
+    return st
+
+
 class Store:
     """A fake state service answering from a list of events (what the real store would hold)."""
 
@@ -41,24 +57,36 @@ class Store:
         self.events = events
         self.calls = 0
 
-    def serve(self, core: CloneCore, now: float) -> None:
-        for req in core.poll(now):
-            self.calls += 1
-            if isinstance(req, FetchEvents):
-                got = [e for e in self.events if e.seq > req.after_seq][: req.limit]
-                core.on_events(req.execution_id, got, len(self.events), now)
-            else:
-                core.on_snapshot(req.execution_id, replay(self.events))
+    def answer(self, req: FetchEvents | FetchSnapshot) -> Reply:
+        self.calls += 1
+        if not self.events:
+            return NOT_FOUND
+        if isinstance(req, FetchEvents):
+            got = [e for e in self.events if e.seq > req.after_seq][: req.limit]
+            return EventsPage(got, len(self.events))
+        return state_of(self.events)
+
+    def serve(self, core: CloneCore[Event], now: float, room: int | None = None) -> None:
+        for req in core.poll(now, room):
+            core.on_reply(req, self.answer(req), now)
 
 
-def drain(core: CloneCore) -> list[int]:
+def subscribe(core: CloneCore[Event], eid: str, state: ExecutionState | None = None) -> None:
+    """An explicit subscribe, its snapshot answered (None: the execution is not known yet)."""
+    req = core.subscribe_execution(eid)
+    assert req == FetchSnapshot(eid)
+    core.on_reply(req, NOT_FOUND if state is None else state, 0.0)
+
+
+def drain(core: CloneCore[Event]) -> list[int]:
     out = []
     while (e := core.take_ready()) is not None:
+        assert not isinstance(e, Snapshot)
         out.append(e.seq)
     return out
 
 
-def settle(core: CloneCore, store: Store, now: float = 0.0) -> list[int]:
+def settle(core: CloneCore[Event], store: Store, now: float = 0.0) -> list[int]:
     seqs = drain(core)
     for i in range(200):
         store.serve(core, now + i)  # time moves on, so backoffs fall due
@@ -68,9 +96,8 @@ def settle(core: CloneCore, store: Store, now: float = 0.0) -> list[int]:
 
 def test_in_order_stream_is_delivered_once_without_fetching() -> None:
     events = make_events(n=8)
-    core = CloneCore()
-    core.subscribe_execution("e1")
-    core.on_snapshot("e1", None)
+    core = CloneCore[Event]()
+    subscribe(core, "e1")
     for e in events:
         core.on_event(e)
     assert drain(core) == list(range(1, 9))
@@ -81,12 +108,13 @@ def test_in_order_stream_is_delivered_once_without_fetching() -> None:
 
 def test_snapshot_join_drops_live_events_at_or_below_last_seq() -> None:
     events = make_events(n=10)
-    core = CloneCore()
-    core.subscribe_execution("e1")
+    core = CloneCore[Event]()
+    req = core.subscribe_execution("e1")
+    assert req is not None
     for e in events[3:6]:  # seq 4..6 arrive before the snapshot answer
         core.on_event(e)
     assert drain(core) == []
-    core.on_snapshot("e1", replay(events[:5]))  # lastSeq 5
+    core.on_reply(req, state_of(events[:5]), 0.0)  # lastSeq 5
     assert drain(core) == [6]
     for e in events[6:]:
         core.on_event(e)
@@ -103,10 +131,9 @@ def test_random_drops_duplicates_and_reordering_are_repaired() -> None:
     live += [live[0]] * ((5 - len(live) % 5) % 5)  # whole windows for the shuffle below
     # local reordering: shuffle in windows of 5
     live = [e for i in range(0, len(live), 5) for e in rng.sample(live[i : i + 5], 5)]
-    core = CloneCore(page_size=50)
+    core = CloneCore[Event](page_size=50)
     store = Store(events)
-    core.subscribe_execution("e1")
-    core.on_snapshot("e1", None)
+    subscribe(core, "e1")
     seqs: list[int] = []
     for i, e in enumerate(live):
         core.on_event(e)
@@ -121,56 +148,55 @@ def test_random_drops_duplicates_and_reordering_are_repaired() -> None:
 
 def test_lost_tail_is_revealed_by_heartbeat() -> None:
     events = make_events(n=10)
-    core = CloneCore()
-    core.subscribe_execution("e1")
-    core.on_snapshot("e1", None)
+    core = CloneCore[Event]()
+    subscribe(core, "e1")
     for e in events[:7]:
         core.on_event(e)
     assert drain(core) == list(range(1, 8))
     assert core.poll(0.0) == []  # no gap known yet
     core.on_heartbeat(hb(e1=10), 0.0)
-    assert core.poll(0.0) == [FetchEvents("e1", 7, 1000)]
-    core.on_events("e1", events[7:], 10, 0.0)
+    (req,) = core.poll(0.0)
+    assert req == FetchEvents("e1", 7, 1000)
+    core.on_reply(req, EventsPage(events[7:], 10), 0.0)
     assert drain(core) == [8, 9, 10]
     assert core.states["e1"].status == "completed"
 
 
 def test_fetch_failure_is_retried_after_backoff() -> None:
     events = make_events(n=6)
-    core = CloneCore(retry_min=0.5)
-    core.subscribe_execution("e1")
-    core.on_snapshot("e1", None)
+    core = CloneCore[Event](retry_min=0.5)
+    subscribe(core, "e1")
     core.on_event(events[0])
     core.on_event(events[3])  # gap 2..3
     (req,) = core.poll(0.0)
     assert core.poll(0.0) == []  # outstanding: not asked twice
-    core.on_fetch_failed(req, 0.0)
+    core.on_reply(req, Unavailable("timed out"), 0.0)
     assert core.poll(0.1) == []  # backing off
     (again,) = core.poll(0.6)
     assert again == FetchEvents("e1", 1, 1000)
-    core.on_events("e1", events[1:], 6, 0.6)
+    core.on_reply(again, EventsPage(events[1:], 6), 0.6)
     assert drain(core) == [1, 2, 3, 4, 5, 6]
     assert core.stats.fetch_failures == 1
 
 
 def test_store_lagging_behind_live_stream_backs_off_then_catches_up() -> None:
     events = make_events(n=6)
-    core = CloneCore(retry_min=0.5)
-    core.subscribe_execution("e1")
-    core.on_snapshot("e1", None)
+    core = CloneCore[Event](retry_min=0.5)
+    subscribe(core, "e1")
     core.on_event(events[0])
     core.on_event(events[2])
-    assert len(core.poll(0.0)) == 1
-    core.on_events("e1", [], 1, 0.0)  # the store has not written seq 2 yet
+    (req,) = core.poll(0.0)
+    core.on_reply(req, EventsPage([], 1), 0.0)  # the store has not written seq 2 yet
     assert core.poll(0.1) == []
-    assert core.poll(0.6) == [FetchEvents("e1", 1, 1000)]
-    core.on_events("e1", events[1:3], 3, 0.6)
+    (req,) = core.poll(0.6)
+    assert req == FetchEvents("e1", 1, 1000)
+    core.on_reply(req, EventsPage(events[1:3], 3), 0.6)
     assert drain(core) == [1, 2, 3]
 
 
 def test_paging_by_limit() -> None:
     events = make_events(n=25)
-    core = CloneCore(page_size=10)
+    core = CloneCore[Event](page_size=10)
     store = Store(events)
     core.subscribe_execution("e1", after_seq=0)
     assert settle(core, store) == list(range(1, 26))
@@ -179,23 +205,23 @@ def test_paging_by_limit() -> None:
 
 def test_after_seq_resume_fetches_then_goes_live() -> None:
     events = make_events(n=12)
-    core = CloneCore()
+    core = CloneCore[Event]()
     core.subscribe_execution("e1", after_seq=5)
     core.on_event(events[10])  # seq 11 live while resuming
     (req,) = core.poll(0.0)
     assert req == FetchEvents("e1", 0, 1000)  # from 1: the state is built whole
-    core.on_events("e1", events[:9], 9, 0.0)  # store up to 9 (10 was still in flight)
+    core.on_reply(req, EventsPage(events[:9], 9), 0.0)  # store up to 9 (10 still in flight)
     core.on_event(events[11])
     assert drain(core) == [6, 7, 8, 9]
     (req,) = core.poll(0.0)
-    core.on_events("e1", events[9:], 12, 0.0)
+    core.on_reply(req, EventsPage(events[9:], 12), 0.0)
     assert drain(core) == [10, 11, 12]
     assert core.states["e1"] == replay(events)
 
 
 def test_prefix_join_fetches_early_history_when_short() -> None:
     events = make_events(n=10)
-    core = CloneCore(join_history=100)
+    core = CloneCore[Event](join_history=100)
     store = Store(events)
     core.subscribe_topic("exec/")
     core.on_event(events[4])  # first seen at seq 5: its first events were lost
@@ -204,12 +230,12 @@ def test_prefix_join_fetches_early_history_when_short() -> None:
 
 def test_prefix_join_by_snapshot_when_long_under_way() -> None:
     events = make_events(n=40)
-    core = CloneCore(join_history=10)
+    core = CloneCore[Event](join_history=10)
     core.subscribe_topic("exec/")
     core.on_event(events[29])  # seq 30
     (req,) = core.poll(0.0)
     assert req == FetchSnapshot("e1")
-    core.on_snapshot("e1", replay(events[:30]))
+    core.on_reply(req, state_of(events[:30]), 0.0)
     assert drain(core) == []
     for e in events[30:]:
         core.on_event(e)
@@ -220,7 +246,7 @@ def test_prefix_join_by_snapshot_when_long_under_way() -> None:
 def test_filters_workflow_topic_and_unsubscribe_purges_queue() -> None:
     a = make_events("a", 5, workflow_id="w1")
     b = make_events("b", 5, workflow_id="w2")
-    core = CloneCore()
+    core = CloneCore[Event]()
     core.subscribe_workflow("w1")
     assert core.zmq_prefixes() == {"exec/"}
     for e in b + a[:2]:
@@ -239,10 +265,9 @@ def test_filters_workflow_topic_and_unsubscribe_purges_queue() -> None:
 
 def test_execution_subscription_zmq_prefix_and_late_duplicates_after_done() -> None:
     events = make_events(n=5)
-    core = CloneCore()
-    core.subscribe_execution("e1")
+    core = CloneCore[Event]()
+    subscribe(core, "e1", state_of(events))  # already finished
     assert core.zmq_prefixes() == {"exec/e1/"}
-    core.on_snapshot("e1", replay(events))  # already finished
     for e in events:
         core.on_event(e)
     assert drain(core) == []
@@ -253,7 +278,7 @@ def test_execution_subscription_zmq_prefix_and_late_duplicates_after_done() -> N
 
 def test_prefix_trackers_are_forgotten_when_done_but_duplicates_still_dropped() -> None:
     events = make_events(n=5)
-    core = CloneCore()
+    core = CloneCore[Event]()
     core.subscribe_topic("exec/")
     for e in events:
         core.on_event(e)
@@ -265,10 +290,9 @@ def test_prefix_trackers_are_forgotten_when_done_but_duplicates_still_dropped() 
 
 def test_buffer_is_bounded_and_overflow_is_fetched() -> None:
     events = make_events(n=30)
-    core = CloneCore(max_buffer=5)
+    core = CloneCore[Event](max_buffer=5)
     store = Store(events)
-    core.subscribe_execution("e1")
-    core.on_snapshot("e1", None)
+    subscribe(core, "e1")
     for e in events[1:]:  # seq 1 lost: everything else must wait
         core.on_event(e)
     assert core.stats.overflow == 24
@@ -277,26 +301,25 @@ def test_buffer_is_bounded_and_overflow_is_fetched() -> None:
 
 def test_without_state_service_gaps_are_skipped() -> None:
     events = make_events(n=6)
-    core = CloneCore()
+    core = CloneCore[Event]()
     core.subscribe_topic("exec/")
     core.on_event(events[0])
     core.on_event(events[3])
     (req,) = core.poll(0.0)
-    core.on_fetch_failed(req, 0.0, give_up=True)
+    core.on_reply(req, Unavailable("no state service", permanent=True), 0.0)
     assert drain(core) == [1, 4]
     assert core.stats.skipped == 2
 
 
 def test_liveness_from_heartbeat_times() -> None:
     events = make_events(n=6)
-    core = CloneCore(heartbeat_timeout=3.0)
+    core = CloneCore[Event](heartbeat_timeout=3.0)
     assert core.publisher_alive is False
     core.on_heartbeat(hb(), 10.0)
     assert core.publisher_alive is True
     core.poll(12.9)
     assert core.publisher_alive is True
-    core.subscribe_execution("e1")
-    core.on_snapshot("e1", None)
+    subscribe(core, "e1")
     core.on_event(events[0])
     drain(core)
     core.poll(13.5)
@@ -308,11 +331,8 @@ def test_liveness_from_heartbeat_times() -> None:
 
 def test_snapshot_state_is_the_reducer_state() -> None:
     events = make_events(n=8)
-    core = CloneCore()
-    core.subscribe_execution("e1")
-    snap = replay(events[:4])
-    assert isinstance(snap, ExecutionState)
-    core.on_snapshot("e1", snap)
+    core = CloneCore[Event]()
+    subscribe(core, "e1", state_of(events[:4]))
     for e in events[4:]:
         core.on_event(e)
     assert core.states["e1"] == replay(events)
@@ -320,7 +340,7 @@ def test_snapshot_state_is_the_reducer_state() -> None:
 
 def test_execution_lost_whole_is_joined_from_a_heartbeat_when_a_prefix_selects_it() -> None:
     events = make_events("e9", 6)
-    core = CloneCore()
+    core = CloneCore[Event]()
     core.subscribe_topic("exec/e9/")
     core.subscribe_workflow("wf")  # workflow subscriptions cannot use heartbeats (no workflow id)
     core.on_heartbeat(hb(e9=6, other=3), now=0.0)  # not one live event of e9 arrived
@@ -331,7 +351,7 @@ def test_execution_lost_whole_is_joined_from_a_heartbeat_when_a_prefix_selects_i
 
 
 def test_heartbeat_alone_does_not_join_for_workflow_subscriptions() -> None:
-    core = CloneCore()
+    core = CloneCore[Event]()
     core.subscribe_workflow("wf")
     core.on_heartbeat(hb(e9=6), now=0.0)
     assert core.poll(0.0) == []
@@ -340,7 +360,7 @@ def test_heartbeat_alone_does_not_join_for_workflow_subscriptions() -> None:
 
 def test_on_event_tells_whether_the_event_was_kept() -> None:
     events = make_events(n=6)
-    core = CloneCore()
+    core = CloneCore[Event]()
     core.subscribe_topic("exec/")
     assert core.on_event(events[0]) is True  # delivered
     assert core.on_event(events[0]) is False  # a duplicate
@@ -350,7 +370,7 @@ def test_on_event_tells_whether_the_event_was_kept() -> None:
     core.unsubscribe_topic("exec/")
     core.subscribe_topic("exec/e1/")
     assert core.on_event(make_events("y", 3)[0]) is False  # not selected
-    full = CloneCore(max_buffer=1)
+    full = CloneCore[Event](max_buffer=1)
     full.subscribe_topic("exec/")
     full.on_event(events[0])
     assert full.on_event(events[2]) is True
@@ -359,7 +379,7 @@ def test_on_event_tells_whether_the_event_was_kept() -> None:
 
 def test_without_snapshot_joins_a_long_execution_is_joined_where_first_seen() -> None:
     events = make_events(n=40)
-    core = CloneCore(join_history=10, snapshot_joins=False, keep_states=False)
+    core = CloneCore[Event](join_history=10, snapshot_joins=False, keep_states=False)
     store = Store(events[:33])  # what the store holds by then
     core.subscribe_topic("exec/")
     core.on_event(events[29])  # seq 30: delivered at once, nothing asked for
@@ -376,7 +396,7 @@ def test_without_snapshot_joins_a_long_execution_is_joined_where_first_seen() ->
 
 def test_without_snapshot_joins_a_heartbeat_joins_a_long_one_at_its_last_seq() -> None:
     events = make_events("e9", 40)
-    core = CloneCore(join_history=10, snapshot_joins=False)
+    core = CloneCore[Event](join_history=10, snapshot_joins=False)
     core.subscribe_topic("exec/e9/")
     core.on_heartbeat(hb(e9=30), now=0.0)
     assert core.poll(0.0) == [] and core.delivered_seq("e9") == 30
@@ -386,7 +406,7 @@ def test_without_snapshot_joins_a_heartbeat_joins_a_long_one_at_its_last_seq() -
 
 def test_track_from_a_seq_reached_elsewhere_then_fetch_a_revealed_tail() -> None:
     events = make_events("x", 2000)
-    core = CloneCore(snapshot_joins=False)
+    core = CloneCore[Event](snapshot_joins=False)
     assert core.track("x", 1500) is False  # no prefix selects it
     core.subscribe_topic("exec/x/")
     assert core.track("x", 1500) is True
@@ -398,10 +418,9 @@ def test_track_from_a_seq_reached_elsewhere_then_fetch_a_revealed_tail() -> None
 
 
 def test_prefix_trackers_are_bounded_oldest_forgotten_explicit_kept() -> None:
-    core = CloneCore(max_tracked=3)
+    core = CloneCore[Event](max_tracked=3)
     core.subscribe_topic("exec/")
-    core.subscribe_execution("mine", None)  # an explicit subscription: never evicted
-    core.on_snapshot("mine", None)
+    subscribe(core, "mine")  # an explicit subscription: never evicted
     for n in range(5):  # executions that never end (their publisher died)
         core.on_event(make_events(f"gone{n}", 6)[0])
     tracked = core.tracked()

@@ -23,7 +23,7 @@ from zmqmon.errors import (
     ProtocolError,
     ServiceUnavailableError,
 )
-from zmqmon.shells import client_core as calls
+from zmqmon.core import calls
 from zmqmon.shells.client import AsyncStateClient, StateClient
 
 DEFINITION = {"name": "W", "agents": [{"id": "a", "uses": "zmqmon.demo:work"}]}

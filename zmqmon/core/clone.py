@@ -1,192 +1,244 @@
-"""The subscriber's repair core (the ZeroMQ guide's *Clone* pattern), without sockets or clocks.
+"""The repair core (the ZeroMQ guide's *Clone* pattern), without sockets or clocks.
 
-:class:`CloneCore` is fed what a subscriber's shell receives — live events, heartbeats, snapshots
-and fetched events, each with the time ``now`` the shell read from its clock — and hands back
-events ready to deliver (:attr:`CloneCore.ready`: per execution in seq order, each exactly once)
-and the requests the shell must make to the state service (:meth:`CloneCore.poll`).
+Every face that reads the event stream — :class:`~zmqmon.shells.subscriber.Subscriber`, its
+asyncio twin, the notebook widgets' feed, ``zmqmon tail`` and the WebSocket bridge — drives this one
+core the same way, so that what is repaired, given up, paged or replaced by a snapshot is decided
+here once:
 
-Per execution it tracks the last delivered ``seq``. A live event above ``delivered + 1`` is
-buffered (bounded by ``max_buffer``; past it the event is dropped, since the store has it) and a
-:class:`FetchEvents` for ``afterSeq = delivered`` is requested; a heartbeat whose ``lastSeq`` is
-above ``delivered`` reveals a lost tail and is fetched the same way. A fetch that fails, or that
-brings nothing new (the store writes in batches, a live event can outrun it), is retried after a
-backoff from ``retry_min`` doubling to ``retry_max``. Fetches page by ``page_size``.
+* feed it what the stream brings — :meth:`CloneCore.on_event`, :meth:`CloneCore.on_heartbeat`,
+  :meth:`CloneCore.touch` (any traffic proves the publisher alive: heartbeats drop at a flooded
+  PUB's high-water mark like everything else);
+* make the requests :meth:`CloneCore.poll` returns (values of :mod:`zmqmon.core.delivery`) and hand
+  back each outcome, failures included, with :meth:`CloneCore.on_reply`;
+* take what is ready from :attr:`CloneCore.ready`: per execution in seq order, each event once, and
+  in ``state`` mode fresh :class:`~zmqmon.core.delivery.Snapshot` values.
 
-Joining rules:
+Per execution a tracker holds the last delivered ``seq``, the highest seq known to exist
+(``known_last``: from live events and heartbeats) and a few live events that arrived ahead of a gap.
 
-* ``subscribe_execution(id)`` (no ``after_seq``): the shell subscribes the ZMQ prefix first, then
-  asks for the snapshot and hands it to :meth:`on_snapshot`; live events received meanwhile are
-  buffered, those ``<= snapshot.lastSeq`` dropped. No snapshot (unknown execution, ``None``)
-  means "not started yet": every event from seq 1.
-* ``subscribe_execution(id, after_seq=N)``: every event with seq > N, fetched from the store, then
-  live ones. Events 1..N are fetched too, but only applied to :attr:`states` (so the state is
-  whole), not delivered.
-* Workflow and raw-prefix subscriptions: an execution *first seen* through them by a live event
-  with seq ``s``: if ``s == 1``, from there; if ``s - 1 <= join_history`` its earlier events are
-  fetched, so the consumer sees it whole (right for an execution that started just after the
-  subscription and lost its first events to the publisher's high-water mark); otherwise (a long
-  execution already under way) it is joined by snapshot (:class:`FetchSnapshot`: its state goes
-  to :attr:`states`, events after it are delivered). From then on, no gaps. An execution none
-  of whose events reached the subscriber, but that a heartbeat lists and a raw prefix selects, is
-  joined the same way (``s`` = the heartbeat's lastSeq). Heartbeats carry no workflow id, so a
-  workflow subscription cannot do that: there, heartbeats repair executions already tracked.
-* ``snapshot_joins=False`` (for a relay whose consumers get no snapshot, such as the WebSocket
-  bridge): an execution first seen beyond ``join_history`` is joined *where first seen* (its
-  earlier events are neither fetched nor delivered, no snapshot is asked for); one a heartbeat
-  alone reveals, at the heartbeat's lastSeq. :meth:`CloneCore.track` starts tracking an execution
-  a raw prefix selects from a seq its consumer reached by other means (a relay's own catch-up),
-  so that a tail a heartbeat reveals later is fetched from there.
+**The store is the buffer.** Live events ahead of a gap are kept only up to ``max_buffer`` in all
+(the rest are dropped: the store has them). A backlog is fetched in pages of ``page_size``, and only
+as much as the consumer says it can take (``room`` in :meth:`CloneCore.poll`). A live event of an
+execution that is far behind is not even needed (:meth:`CloneCore.needs_live`), so a shell may skip
+decoding it. Memory is bounded by configuration, not by the size of a burst.
 
-:attr:`states` holds each tracked execution's state through the one reducer (``apply_event``);
-``keep_states=False`` skips it (the reducer is most of the per-event cost) for consumers that
-only relay events.
-Liveness: the publisher is alive once a heartbeat arrives, and not after ``heartbeat_timeout``
-without one (:meth:`poll` checks); each change is queued in :attr:`liveness_changes`. When it
-comes back every unfinished execution is checked against the store once.
+**Modes** (per tracker; the core's ``mode`` is the default):
+
+* ``log`` — every event once, in order, however far behind: gaps are paged from the store.
+* ``state`` — when an execution's backlog exceeds ``max_lag`` events, a snapshot is fetched and
+  delivered as a :class:`~zmqmon.core.delivery.Snapshot`; it replaces the backlog.
+
+**Answers.** A page that brings events moves on at once (the next page is asked for immediately). A
+page that brings nothing new, or ``not_found`` (the store writes in batches; a live event can
+outrun it), is asked again after a backoff from ``retry_min`` doubling to ``retry_max``. A gap is
+given up (counted in ``stats.skipped``) when the store lacks events it has later ones of (a hole),
+or when it has made no progress on that execution for ``repair_timeout`` — never in ``log`` mode
+merely because the service does not answer (it is retried until it does: the promise of ``log``
+is nothing lost). With no state service at all (``Unavailable(permanent=True)``), gaps are skipped
+at once.
+
+**Joining.**
+
+* ``subscribe_execution(id)`` returns a :class:`FetchSnapshot` for the shell to answer: the shell
+  subscribes the ZMQ prefix first, then asks; live events meanwhile are buffered, those ``<=
+  snapshot.lastSeq`` dropped. ``not_found`` here means "not started yet": every event from seq 1.
+* ``subscribe_execution(id, after_seq=N)``: every event with seq > N, fetched, then live ones.
+  Events 1..N are fetched too when states are kept (so the state is whole), but not delivered.
+* An execution *first seen* through a workflow or raw-prefix subscription at seq ``s``: from there
+  if ``s == 1``; in ``state`` mode (with ``snapshot_joins``) by a snapshot, delivered; else if
+  ``s - 1 <= join_history`` its earlier events are fetched (a slow joiner sees it whole); else by a
+  snapshot into :attr:`states` (``snapshot_joins``) or, for a relay, where first seen. An execution
+  none of whose events arrived but that a heartbeat lists, and a raw prefix selects, is joined the
+  same way (``s`` = the heartbeat's lastSeq + 1). Heartbeats carry no workflow id: a workflow
+  subscription only repairs executions already tracked.
+
+Bounds: trackers of executions seen through prefixes/workflows (``max_tracked``, oldest
+forgotten), finished ids remembered to drop late duplicates, and finished executions' states in
+:attr:`states` (``max_states``, oldest first; explicitly subscribed ones are kept while subscribed).
+Liveness: alive from the first traffic; dead after ``heartbeat_timeout`` without any; each change is
+queued in :attr:`liveness_changes`. On a return, every unfinished execution is checked once.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
-from typing import Final, TypeAlias
+from itertools import islice
+from typing import Any, Final, Generic, TypeVar, cast
 
-from zmqmon.core.events import Event
+from zmqmon.core.delivery import (
+    CloneStats,
+    EventsPage,
+    FetchEvents,
+    FetchSnapshot,
+    Mode,
+    NotFound,
+    Reply,
+    Request,
+    Sequenced,
+    Snapshot,
+    Unavailable,
+)
 from zmqmon.core.state import ExecutionState, apply_event
-from zmqmon.core.wire import EXEC_PREFIX, Heartbeat, event_topic, execution_prefix
+from zmqmon.core.topics import TopicIndex
+from zmqmon.core.wire import EXEC_PREFIX, Heartbeat, execution_prefix
 
-__all__ = ["CloneCore", "CloneStats", "FetchEvents", "FetchSnapshot", "Request"]
+__all__ = ["CloneCore"]
 
+E = TypeVar("E", bound=Sequenced)
 _MAX_DONE: Final = 10_000  # finished executions remembered (to drop their late duplicates)
 
 
-@dataclass(frozen=True, slots=True)
-class FetchEvents:
-    """Ask the state service for ``events(execution_id, after_seq, limit)``."""
+class _Tracker(Generic[E]):
+    """One execution's delivery cursor and what is needed to move it."""
 
-    execution_id: str
-    after_seq: int
-    limit: int
+    __slots__ = (
+        "announce",
+        "backoff",
+        "base_known",
+        "buffer",
+        "delivered",
+        "done",
+        "execution_id",
+        "explicit",
+        "fresh",
+        "known_last",
+        "mode",
+        "needs_fetch",
+        "outstanding",
+        "pinned",
+        "quiet_until",
+        "retry_at",
+        "snapshot_due",
+        "stall_mark",
+        "stall_since",
+        "workflow_id",
+    )
 
-
-@dataclass(frozen=True, slots=True)
-class FetchSnapshot:
-    """Ask the state service for ``snapshot(execution_id)`` (a snapshot join)."""
-
-    execution_id: str
-
-
-Request: TypeAlias = FetchEvents | FetchSnapshot
-
-
-@dataclass(slots=True)
-class CloneStats:
-    """Counters of what the core (and its shell, for ``garbage``) saw and did."""
-
-    received: int = 0  # live events that passed the filters
-    delivered: int = 0  # events handed to the consumer (or applied to tracked state)
-    duplicates: int = 0  # live or fetched events at or below what was delivered
-    fetched: int = 0  # events delivered that came from a fetch: the repaired ones
-    fetches: int = 0  # FetchEvents requests issued (gaps, tails, joins, resumes)
-    fetch_failures: int = 0
-    snapshots: int = 0  # snapshots applied
-    overflow: int = 0  # live events not buffered because the buffer was full
-    skipped: int = 0  # events given up on (no state service to fetch them from)
-    heartbeats: int = 0
-    garbage: int = 0  # malformed messages skipped (counted by the shell)
-
-
-@dataclass(slots=True)
-class _Tracker:
-    execution_id: str
-    explicit: bool
-    workflow_id: str | None = None
-    phase: str = "ready"  # "snapshot": base unknown until on_snapshot; "ready": tracking
-    delivered: int = 0
-    known_last: int = 0  # highest seq known to exist
-    buffer: dict[int, Event] = field(default_factory=dict)
-    quiet_until: int = 0  # events up to this seq are applied to the state, not delivered
-    needs_fetch: bool = False  # ask the store once even if no gap is known (resume, recovery)
-    outstanding: bool = False
-    retry_at: float = 0.0
-    backoff: float = 0.0
-    done: bool = False
+    def __init__(self, execution_id: str, explicit: bool, mode: Mode) -> None:
+        self.execution_id = execution_id
+        self.explicit = explicit
+        self.pinned = False  # selected until it ends, then forgotten (see CloneCore.resync)
+        self.mode: Mode = mode
+        self.workflow_id: str | None = None
+        self.base_known = True  # False: a snapshot will say where delivery starts
+        self.fresh = False  # the explicit subscribe's first snapshot: not_found = not started
+        self.snapshot_due = False  # a FetchSnapshot is to be asked for
+        self.announce = False  # deliver that snapshot as a Snapshot value
+        self.delivered = 0
+        self.known_last = 0  # highest seq known to exist
+        self.quiet_until = 0  # events up to this seq are applied to the state, not delivered
+        self.buffer: dict[int, E] = {}
+        self.needs_fetch = False  # ask the store once even if no gap is known
+        self.outstanding: Request | None = None
+        self.retry_at = 0.0
+        self.backoff = 0.0
+        self.stall_since: float | None = None  # first fruitless answer of the current stall
+        self.stall_mark = 0  # the store's lastSeq then (its progress restarts the clock)
+        self.done = False
 
 
-class CloneCore:
-    """Gap-free, duplicate-free, in-order delivery of execution events (see module doc)."""
+class CloneCore(Generic[E]):
+    """Gap-free, duplicate-free, in-order delivery of execution events (see the module doc)."""
 
     def __init__(
         self,
         *,
+        mode: Mode = "log",
         heartbeat_timeout: float = 3.0,
         max_buffer: int = 10_000,
         page_size: int = 1000,
         join_history: int = 1000,
+        max_lag: int = 1000,
         retry_min: float = 0.05,
         retry_max: float = 1.0,
+        repair_timeout: float = 5.0,
         keep_states: bool = True,
         snapshot_joins: bool = True,
         max_tracked: int = 20_000,
+        max_states: int = 10_000,
     ) -> None:
+        self.mode: Mode = mode
         self.heartbeat_timeout = heartbeat_timeout
-        self.max_tracked = max_tracked
         self.max_buffer = max_buffer
         self.page_size = page_size
         self.join_history = join_history
+        self.max_lag = max_lag
         self.retry_min = retry_min
         self.retry_max = retry_max
-        self.ready: deque[Event] = deque()
+        self.repair_timeout = repair_timeout
+        self.keep_states = keep_states
+        self.snapshot_joins = snapshot_joins
+        self.max_tracked = max_tracked
+        self.max_states = max_states
+        self.ready: deque[E | Snapshot] = deque()
         self.states: dict[str, ExecutionState] = {}
         self.stats = CloneStats()
         self.publisher_alive = False
         self.liveness_changes: deque[bool] = deque()
-        self.last_heartbeat: float | None = None
+        self.last_traffic: float | None = None
         self.workflows: set[str] = set()
-        self.prefixes: set[str] = set()
-        self._trackers: dict[str, _Tracker] = {}
+        self._topics: TopicIndex[bool] = TopicIndex()
+        self._trackers: dict[str, _Tracker[E]] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # states of finished executions
         self._pending: set[str] = set()  # executions that may need a request
-        self._prefix_cache: dict[tuple[str, str], bool] = {}
-        self.keep_states = keep_states
-        self.snapshot_joins = snapshot_joins
+        self._buffered = 0  # live events held in all trackers' buffers
+        self._was_alive = False
 
     # -- subscriptions ------------------------------------------------------------------------
+
+    @property
+    def prefixes(self) -> set[str]:
+        """The raw topic prefixes subscribed."""
+        return set(self._topics)
 
     def zmq_prefixes(self) -> set[str]:
         """The SUB socket's subscriptions these filters need (besides ``sys/heartbeat``)."""
         subs = {execution_prefix(t.execution_id) for t in self._trackers.values() if t.explicit}
         if self.workflows:
             subs.add(EXEC_PREFIX)  # workflow ids are not in topics: filter on the payload
-        return subs | self.prefixes
+        return subs | set(self._topics)
 
-    def subscribe_execution(self, execution_id: str, after_seq: int | None = None) -> bool:
-        """Track one execution; False if it already was (nothing changes).
-
-        ``after_seq=None``: the shell must then call :meth:`on_snapshot`.
-        """
+    def subscribe_execution(
+        self, execution_id: str, after_seq: int | None = None, *, mode: Mode | None = None
+    ) -> FetchSnapshot | None:
+        """Track one execution. Returns the snapshot request the shell must answer now (with
+        :meth:`on_reply`) when ``after_seq`` is None; None otherwise, or if it already was."""
         old = self._trackers.get(execution_id)
         if old is not None and old.explicit:
-            return False  # already subscribed: keep its progress
-        t = _Tracker(execution_id, explicit=True)
+            return None  # already subscribed: keep its progress
+        t: _Tracker[E] = _Tracker(execution_id, True, mode or self.mode)
+        request = None
         if after_seq is None:
-            t.phase, t.outstanding = "snapshot", True
+            t.base_known, t.fresh = False, True
+            request = t.outstanding = FetchSnapshot(execution_id)
         else:
-            t.quiet_until = t.known_last = max(0, after_seq)
+            t.known_last = t.quiet_until = max(0, after_seq)
+            if not self.keep_states:  # nothing to rebuild: start right after it
+                t.delivered = t.known_last
             t.needs_fetch = True
             self._pending.add(execution_id)
         if old is not None:
-            t.buffer = {s: e for s, e in old.buffer.items() if s > t.delivered}
+            self._discard_tracker(old)
+            for event in old.buffer.values():
+                self._buffer(t, event)
         self._trackers[execution_id] = t
         self._done.pop(execution_id, None)
-        return True
+        return request
+
+    def is_subscribed(self, execution_id: str) -> bool:
+        """Is this execution subscribed explicitly (``subscribe_execution``)?"""
+        t = self._trackers.get(execution_id)
+        return t is not None and t.explicit
 
     def unsubscribe_execution(self, execution_id: str) -> None:
         """Stop tracking it (unless a workflow or prefix subscription still covers it)."""
         t = self._trackers.get(execution_id)
-        if t is not None:
+        if t is not None and t.explicit:
             t.explicit = False
-            self._prune()
+            if t.done:
+                self._note_finished(execution_id)
+            self._prune([t])
 
     def subscribe_workflow(self, workflow_id: str) -> None:
         """Every execution of a workflow (matched on each event's ``workflowId``)."""
@@ -195,187 +247,174 @@ class CloneCore:
     def unsubscribe_workflow(self, workflow_id: str) -> None:
         """Drop a workflow subscription; its queued, undelivered events are dropped too."""
         self.workflows.discard(workflow_id)
-        self._prune()
+        self._prune([t for t in self._trackers.values() if t.workflow_id == workflow_id])
 
     def subscribe_topic(self, prefix: str) -> None:
         """A raw topic prefix, e.g. ``exec/``."""
-        self.prefixes.add(prefix)
-        self._prefix_cache.clear()
+        self._topics.set(prefix, True)
 
     def unsubscribe_topic(self, prefix: str) -> None:
         """Drop a raw prefix; its queued, undelivered events are dropped too."""
-        self.prefixes.discard(prefix)
-        self._prefix_cache.clear()
-        self._prune()
+        if self._topics.remove(prefix) is None:
+            return
+        one = TopicIndex.execution_of(prefix)
+        if one is None:
+            self._prune(list(self._trackers.values()))
+        elif (t := self._trackers.get(one)) is not None:
+            self._prune([t])
 
-    def wants(self, event: Event) -> bool:
+    def wants(self, event: Sequenced) -> bool:
         """Does any subscription select this event?"""
         t = self._trackers.get(event.execution_id)
         if t is not None and t.explicit:
             return True
         if event.workflow_id in self.workflows:
             return True
-        if self.prefixes:
-            key = (event.execution_id, event.type)
-            hit = self._prefix_cache.get(key)
-            if hit is None:  # cached: this runs for every event of a prefix subscription
-                if len(self._prefix_cache) > 10_000:
-                    self._prefix_cache.clear()
-                topic = event_topic(event.execution_id, event.type).decode()
-                hit = self._prefix_cache[key] = any(topic.startswith(p) for p in self.prefixes)
-            return hit
-        return False
+        return self._topics.matches(event.execution_id, event.type)
 
-    def _prefix_wants(self, execution_id: str) -> bool:
-        own = execution_prefix(execution_id)
-        return any(own.startswith(p) or p.startswith(own) for p in self.prefixes)
-
-    def _covered(self, t: _Tracker) -> bool:
-        if t.explicit or (t.workflow_id is not None and t.workflow_id in self.workflows):
+    def _covered(self, t: _Tracker[E]) -> bool:
+        if t.explicit or t.pinned:
             return True
-        return self._prefix_wants(t.execution_id)
+        if t.workflow_id is not None and t.workflow_id in self.workflows:
+            return True
+        return self._topics.may_select(t.execution_id)
 
-    def _prune(self) -> None:
-        for eid in [eid for eid, t in self._trackers.items() if not self._covered(t)]:
-            del self._trackers[eid]
-            self._pending.discard(eid)
+    def _prune(self, candidates: list[_Tracker[E]]) -> None:
+        dropped = {t.execution_id for t in candidates if not self._covered(t)}
+        for eid in dropped:
+            t = self._trackers.pop(eid)
+            self._discard_tracker(t)
         if self.ready:
-            self.ready = deque(e for e in self.ready if self.wants(e))
+            self.ready = deque(item for item in self.ready if self._selected(item))
+
+    def _selected(self, item: E | Snapshot) -> bool:
+        if isinstance(item, Snapshot):
+            t = self._trackers.get(item.execution_id)
+            return t is not None and (t.explicit or self._covered(t))
+        return self.wants(item)
 
     # -- inputs -------------------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> bool:
+    def touch(self, now: float) -> None:
+        """Traffic arrived from the stream (any message): the publisher is alive."""
+        self.last_traffic = now
+        if not self.publisher_alive:
+            self.publisher_alive = True
+            self.liveness_changes.append(True)
+            if self._was_alive:
+                # Back after an outage: what was published meanwhile may be lost; ask the store.
+                for t in self._trackers.values():
+                    if not t.done and t.base_known:
+                        t.needs_fetch = True
+                        self._pending.add(t.execution_id)
+            self._was_alive = True
+
+    def needs_live(self, execution_id: str) -> bool:
+        """Would a live event of this execution be used? False when it is far behind (the
+        store will provide it, or a snapshot will replace it) or selected by nothing: a shell
+        may then skip decoding it (and count it in ``stats.skipped_live``)."""
+        t = self._trackers.get(execution_id)
+        if t is not None:
+            if not t.base_known:
+                return True  # joining: live events fill in after the snapshot
+            if t.snapshot_due or isinstance(t.outstanding, FetchSnapshot):
+                return False  # a snapshot replaces what comes meanwhile
+            return t.known_last - t.delivered <= self.page_size
+        if execution_id in self._done:
+            return False
+        return bool(self.workflows) or self._topics.may_select(execution_id)
+
+    def on_event(self, event: E) -> bool:
         """A live event from the stream (filters applied here).
 
-        Returns True if the event was delivered or buffered (it goes to :attr:`ready` unless an
-        unsubscribe drops it meanwhile), False if it was dropped (not selected, a duplicate, or
-        the buffer was full): a relay keeping the raw bytes of events aside need not keep those.
+        Returns True if it was delivered or buffered, False if dropped (not selected, a
+        duplicate, or the buffer was full): a relay keeping the bytes of events aside need not
+        keep those.
         """
         eid = event.execution_id
         t = self._trackers.get(eid)
         if t is None:
-            if eid in self._done or not self.wants(event):
-                if eid in self._done:
-                    self.stats.duplicates += 1
+            if eid in self._done:
+                self.stats.duplicates += 1
+                return False
+            if not self.wants(event):
                 return False
             t = self._untracked(eid)
-            if event.seq > 1 and event.seq - 1 > self.join_history:
-                if self.snapshot_joins:
-                    t.phase = "join"
-                    self._pending.add(eid)
-                else:
-                    t.delivered = t.known_last = event.seq - 1  # joined where first seen
+            t.workflow_id = event.workflow_id
+            self._join(t, event.seq)
         self.stats.received += 1
         if t.workflow_id is None:
             t.workflow_id = event.workflow_id
         seq = event.seq
-        if t.phase != "ready":
-            return self._buffer(t, event)
-        if seq <= t.delivered:
-            self.stats.duplicates += 1
-            return False
-        if seq == t.delivered + 1:
-            self._deliver(t, event, fetched=False)
-            self._drain(t)
-            return True
-        self._pending.add(eid)
+        if t.base_known:
+            if seq <= t.delivered:
+                self.stats.duplicates += 1
+                return False
+            if seq == t.delivered + 1:
+                self._deliver(t, event, fetched=False)
+                self._drain(t)
+                return True
+            self._pending.add(eid)
         return self._buffer(t, event)
 
     def on_heartbeat(self, heartbeat: Heartbeat, now: float) -> None:
         """A heartbeat: the publisher lives, and the last seq of its recent executions."""
         self.stats.heartbeats += 1
-        self.last_heartbeat = now
-        if not self.publisher_alive:
-            self.publisher_alive = True
-            self.liveness_changes.append(True)
-            if self.stats.heartbeats > 1:
-                # Back after an outage: what was published meanwhile may be lost; ask the store.
-                for t in self._trackers.values():
-                    if not t.done and t.phase == "ready":
-                        t.needs_fetch = True
-                        self._pending.add(t.execution_id)
+        self.touch(now)
         for eid, last in heartbeat.executions.items():
-            tracked = self._trackers.get(eid)
-            if tracked is None and last > 0 and eid not in self._done and self._prefix_wants(eid):
-                # Every event of it was lost (e.g. published before the prefix subscription
-                # was live): the heartbeat is the only sign of it. Join as if first seen now.
-                tracked = self._untracked(eid)
-                if last > self.join_history:
-                    if self.snapshot_joins:
-                        tracked.phase = "join"
-                    else:
-                        tracked.delivered = tracked.known_last = last  # joined where seen
-                self._pending.add(eid)
-            if tracked is not None and last > tracked.known_last:
-                tracked.known_last = last
-                if last > tracked.delivered:
+            t = self._trackers.get(eid)
+            if t is None:
+                if last > 0 and eid not in self._done and self._topics.may_select(eid):
+                    # Every event of it was lost (e.g. published before the prefix subscription
+                    # was live): the heartbeat is the only sign of it. Join as if first seen now.
+                    t = self._untracked(eid)
+                    self._join(t, last + 1)
+                    t.known_last = max(t.known_last, last)
+                    self._pending.add(eid)
+                continue
+            if last > t.known_last:
+                t.known_last = last
+                if last > t.delivered:
                     self._pending.add(eid)
 
-    def on_snapshot(self, execution_id: str, state: ExecutionState | None) -> None:
-        """The snapshot asked for (``None``: the execution is not known yet)."""
-        t = self._trackers.get(execution_id)
-        if t is None or t.phase == "ready":
-            return  # unsubscribed meanwhile, or a stale answer
-        t.phase, t.outstanding = "ready", False
-        if state is not None:
-            self.stats.snapshots += 1
-            self.states[execution_id] = state
-            t.delivered = state.last_seq
-            t.done = state.is_terminal
-            t.workflow_id = state.workflow_id
-        t.known_last = max(t.known_last, t.delivered)
-        self.stats.duplicates += sum(1 for s in t.buffer if s <= t.delivered)
-        t.buffer = {s: e for s, e in t.buffer.items() if s > t.delivered}
-        self._drain(t)
-        self._pending.add(execution_id)
-        if t.done:
-            self._finish(t)
-
-    def on_events(self, execution_id: str, events: list[Event], last_seq: int, now: float) -> None:
-        """The answer to a :class:`FetchEvents`: events in seq order and the store's lastSeq."""
-        t = self._trackers.get(execution_id)
-        if t is None or not t.outstanding or t.phase != "ready":
-            return  # unsubscribed (or subscribed anew) while the fetch was out
-        t.outstanding = t.needs_fetch = False
-        before = t.delivered
-        for event in events:
-            if event.seq <= t.delivered:
-                continue
-            if event.seq == t.delivered + 1:
-                self._deliver(t, event, fetched=True)
-            elif len(t.buffer) < self.max_buffer:
-                t.buffer.setdefault(event.seq, event)
-        t.known_last = max(t.known_last, last_seq)
-        self._drain(t)
-        if t.delivered > before:
-            t.retry_at, t.backoff = now, 0.0  # progress: page on at once
-        else:
-            self._back_off(t, now)
-        self._pending.add(execution_id)
-
-    def on_fetch_failed(self, request: Request, now: float, *, give_up: bool = False) -> None:
-        """A request failed. ``give_up`` (no state service): accept the gap and move on."""
+    def on_reply(self, request: Request, reply: Reply, now: float) -> None:
+        """The outcome of a request :meth:`poll` (or ``subscribe_execution``) asked for."""
         t = self._trackers.get(request.execution_id)
-        if t is None or not t.outstanding:
-            return
-        t.outstanding = False
+        if t is None or t.outstanding != request:
+            return  # unsubscribed, subscribed anew, or already answered (offer_snapshot)
+        t.outstanding = None
         self._pending.add(t.execution_id)
-        if not give_up:
-            self.stats.fetch_failures += 1
-            if isinstance(request, FetchSnapshot) and t.phase == "snapshot":
-                t.phase = "join"  # ask for the snapshot again
-            self._back_off(t, now)
-            return
-        t.needs_fetch = False
-        if t.phase != "ready":  # no snapshot: start at the first event we hold
-            t.phase = "ready"
-            t.delivered = min(t.buffer, default=1) - 1
+        if isinstance(request, FetchSnapshot):
+            self._on_snapshot(t, reply, now)
         else:
-            target = min(t.buffer, default=t.known_last + 1) - 1
-            self.stats.skipped += max(0, target - t.delivered)
-            t.delivered = max(t.delivered, target)
-        t.known_last = max(t.known_last, t.delivered)
-        self._drain(t)
+            self._on_page(t, reply, now)
+
+    def offer_snapshot(self, state: ExecutionState) -> None:
+        """A snapshot obtained elsewhere (a relay's upstream re-snapshot): a ``state``-mode
+        tracker behind it, or one waiting for a snapshot, takes it as its own answer."""
+        t = self._trackers.get(state.execution_id)
+        if t is None or (t.mode != "state" and t.base_known):
+            return
+        if t.base_known and state.last_seq <= t.delivered:
+            return
+        if isinstance(t.outstanding, FetchSnapshot):
+            t.outstanding = None
+        t.snapshot_due, t.announce = False, t.announce or t.base_known
+        self._apply_snapshot(t, state)
+
+    def resync(self, execution_id: str) -> None:
+        """The consumer lost what was delivered of this execution (a relay could not write it):
+        deliver a fresh snapshot, then what follows it. Tracked explicitly until it ends."""
+        t = self._trackers.get(execution_id)
+        if t is None:
+            t = self._trackers[execution_id] = _Tracker(execution_id, False, "state")
+            self._done.pop(execution_id, None)
+        t.pinned = True
+        t.base_known = t.fresh = t.done = False
+        t.snapshot_due = t.announce = True
+        t.outstanding = None
+        self._clear_stall(t)
+        self._pending.add(execution_id)
 
     # -- outputs ------------------------------------------------------------------------------
 
@@ -383,33 +422,52 @@ class CloneCore:
         """Is the publisher alive at ``now``? (A change is queued in :attr:`liveness_changes`.)"""
         if (
             self.publisher_alive
-            and self.last_heartbeat is not None
-            and now - self.last_heartbeat > self.heartbeat_timeout
+            and self.last_traffic is not None
+            and now - self.last_traffic > self.heartbeat_timeout
         ):
             self.publisher_alive = False
             self.liveness_changes.append(False)
         return self.publisher_alive
 
-    def poll(self, now: float) -> list[Request]:
-        """Check liveness; return the requests due now (each is then outstanding)."""
+    def poll(self, now: float, room: int | None = None) -> list[Request]:
+        """Check liveness; return the requests due now (each is then outstanding).
+
+        ``room``: how many more events the consumer can take now (None: no limit); event pages
+        are asked for only within it, so a backlog is read as fast as it is consumed.
+        """
         self.check_liveness(now)
         out: list[Request] = []
+        budget = room
         for eid in list(self._pending):
             t = self._trackers.get(eid)
             if t is None:
                 self._pending.discard(eid)
                 continue
-            if t.outstanding or now < t.retry_at:
+            if t.outstanding is not None or now < t.retry_at:
                 continue
-            if t.phase == "join":
-                t.phase, t.outstanding = "snapshot", True
-                out.append(FetchSnapshot(eid))
-            elif t.phase == "ready" and (t.needs_fetch or t.known_last > t.delivered or t.buffer):
-                t.outstanding = True
-                self.stats.fetches += 1
-                out.append(FetchEvents(eid, t.delivered, self.page_size))
-            else:
-                self._pending.discard(eid)
+            if not t.snapshot_due:
+                if not t.base_known:
+                    self._pending.discard(eid)  # the subscribe's snapshot is the shell's to ask
+                    continue
+                behind = t.known_last - t.delivered
+                if not (t.needs_fetch or behind > 0 or t.buffer):
+                    self._pending.discard(eid)
+                    continue
+                if t.mode == "state" and behind > self.max_lag:
+                    t.snapshot_due = t.announce = True  # replace the backlog
+                    self.stats.resnapshots += 1
+            if t.snapshot_due:
+                t.outstanding = FetchSnapshot(eid)
+                out.append(t.outstanding)
+                continue
+            if budget is not None and budget <= 0:
+                continue  # stays pending until the consumer has room
+            limit = self.page_size if budget is None else min(self.page_size, budget)
+            if budget is not None:
+                budget -= limit
+            t.outstanding = FetchEvents(eid, t.delivered, limit)
+            self.stats.fetches += 1
+            out.append(t.outstanding)
         return out
 
     def next_due(self) -> float | None:
@@ -417,17 +475,22 @@ class CloneCore:
         times = [
             t.retry_at
             for eid in self._pending
-            if (t := self._trackers.get(eid)) is not None and not t.outstanding
+            if (t := self._trackers.get(eid)) is not None and t.outstanding is None
         ]
         return min(times, default=None)
 
-    def take_ready(self) -> Event | None:
-        """The next event to deliver, or None."""
+    def take_ready(self) -> E | Snapshot | None:
+        """The next delivery, or None."""
         return self.ready.popleft() if self.ready else None
 
     def tracked(self) -> list[str]:
         """Execution ids currently tracked."""
         return list(self._trackers)
+
+    @property
+    def buffered(self) -> int:
+        """Live events held ahead of gaps, in all (at most ``max_buffer``)."""
+        return self._buffered
 
     def delivered_seq(self, execution_id: str) -> int:
         """The last seq delivered of a tracked execution (0 if it is not tracked)."""
@@ -445,80 +508,252 @@ class CloneCore:
         if (
             execution_id in self._trackers
             or execution_id in self._done
-            or not self._prefix_wants(execution_id)
+            or not self._topics.may_select(execution_id)
         ):
             return False
         t = self._untracked(execution_id)
         t.delivered = t.known_last = max(0, delivered)
         return True
 
+    # -- answers ------------------------------------------------------------------------------
+
+    def _on_snapshot(self, t: _Tracker[E], reply: Reply, now: float) -> None:
+        if isinstance(reply, ExecutionState):
+            t.snapshot_due = False
+            if self._apply_snapshot(t, reply):
+                self._clear_stall(t)
+            else:  # the store is behind what was delivered: its events will follow
+                self._stalled(t, now, reply.last_seq)
+            return
+        if isinstance(reply, NotFound) and t.fresh:
+            t.fresh = t.snapshot_due = False  # not started yet: every event from seq 1
+            t.base_known = True
+            self._drain(t)
+            return
+        t.fresh = False
+        t.snapshot_due = True  # ask again
+        if isinstance(reply, Unavailable):
+            self.stats.fetch_failures += 1
+            if reply.permanent:
+                self._give_up(t)
+                return
+        if isinstance(reply, EventsPage):  # a wrong answer: as if none came
+            self.stats.fetch_failures += 1
+        self._stalled(t, now, None)
+
+    def _apply_snapshot(self, t: _Tracker[E], state: ExecutionState) -> bool:
+        """Take a snapshot as the base; False if it is not ahead of what was delivered."""
+        last = state.last_seq
+        eid = t.execution_id
+        if t.base_known and last <= t.delivered:
+            t.announce = False  # the store is behind what was delivered: fetch the gap instead
+            self._drain(t)
+            return False
+        t.base_known, t.fresh = True, False
+        t.delivered = last
+        t.known_last = max(t.known_last, last)
+        self.stats.snapshots += 1
+        if self.keep_states:
+            self.states[eid] = state
+        if t.workflow_id is None:
+            t.workflow_id = state.workflow_id
+        if t.announce:
+            if self.ready:  # what it replaces need not be delivered any more
+                self.ready = deque(
+                    x for x in self.ready if x.execution_id != eid or isinstance(x, Snapshot)
+                )
+            if t.explicit or self._covered(t):
+                self.ready.append(Snapshot(state))
+        t.announce = False
+        if state.is_terminal:
+            t.done = True
+        self._drop_buffered(t, upto=last)
+        self._drain(t)
+        return True
+
+    def _on_page(self, t: _Tracker[E], reply: Reply, now: float) -> None:
+        if isinstance(reply, Unavailable):
+            self.stats.fetch_failures += 1
+            if reply.permanent:
+                self._give_up(t)
+            elif t.mode == "state":
+                self._stalled(t, now, None)  # stay current: a gap may be given up
+            else:
+                self._back_off(t, now)  # log: wait for the service; never lose an event
+            return
+        if isinstance(reply, EventsPage):
+            events, store_last = reply.events, reply.last_seq
+        else:  # not_found (not stored yet), or a snapshot where a page was due
+            events, store_last = (), 0
+        before = t.delivered
+        for event in events:
+            seq = event.seq
+            if event.execution_id != t.execution_id or seq <= t.delivered:
+                continue
+            if seq > t.delivered + 1:
+                # The store has later events but not these: they are gone for good.
+                self.stats.skipped += seq - t.delivered - 1
+                t.delivered = seq - 1
+                self._drop_buffered(t, upto=t.delivered)
+            self._deliver(t, cast(E, event), fetched=True)
+        t.known_last = max(t.known_last, store_last)
+        self._drain(t)
+        if t.delivered > before:
+            t.needs_fetch = False
+            self._clear_stall(t)
+            t.retry_at, t.backoff = now, 0.0  # progress: page on at once
+        elif t.known_last > t.delivered or t.buffer:
+            self._stalled(t, now, store_last)
+        else:
+            t.needs_fetch = False  # asked once, nothing more known to exist
+            self._clear_stall(t)
+
+    def _stalled(self, t: _Tracker[E], now: float, store_last: int | None) -> None:
+        """A fruitless answer. The clock restarts whenever the store's lastSeq moves on."""
+        if t.stall_since is None or (store_last is not None and store_last > t.stall_mark):
+            t.stall_since = now
+            if store_last is not None:
+                t.stall_mark = store_last
+        elif now - t.stall_since >= self.repair_timeout:
+            self._give_up(t)
+            return
+        self._back_off(t, now)
+
+    def _give_up(self, t: _Tracker[E]) -> None:
+        """Accept the gap rather than stall the execution (counted in ``stats.skipped``)."""
+        self._clear_stall(t)
+        t.needs_fetch = t.snapshot_due = t.announce = t.fresh = False
+        first_held = min(t.buffer) if t.buffer else None
+        if not t.base_known:  # no snapshot: start at the first event held
+            t.base_known = True
+            t.delivered = first_held - 1 if first_held is not None else t.known_last
+        else:
+            target = first_held - 1 if first_held is not None else t.known_last
+            if target > t.delivered:
+                self.stats.skipped += target - t.delivered
+                t.delivered = target
+        t.known_last = max(t.known_last, t.delivered)
+        self._drain(t)
+
     # -- internals ----------------------------------------------------------------------------
 
-    def _buffer(self, t: _Tracker, event: Event) -> bool:
+    def _join(self, t: _Tracker[E], seq: int) -> None:
+        """How to start an execution first seen (by an event or a heartbeat) at ``seq``."""
+        if seq <= 1:
+            return
+        if self.snapshot_joins and t.mode == "state":
+            t.base_known, t.snapshot_due, t.announce = False, True, True
+        elif seq - 1 <= self.join_history:
+            t.needs_fetch = True  # the slow joiner's lost start: fetch it whole
+        elif self.snapshot_joins:
+            t.base_known, t.snapshot_due = False, True
+        else:
+            t.delivered = t.known_last = seq - 1  # a relay joins where first seen
+        self._pending.add(t.execution_id)
+
+    def _buffer(self, t: _Tracker[E], event: E) -> bool:
         t.known_last = max(t.known_last, event.seq)
         if event.seq in t.buffer:
             self.stats.duplicates += 1
-        elif len(t.buffer) < self.max_buffer:
+        elif self._buffered < self.max_buffer:
             t.buffer[event.seq] = event
+            self._buffered += 1
             return True
         else:
-            self.stats.overflow += 1  # the store has it: the fetch will bring it
+            self.stats.overflow += 1  # the store has it: a page will bring it
         return False
 
-    def _deliver(self, t: _Tracker, event: Event, *, fetched: bool) -> None:
+    def _drop_buffered(self, t: _Tracker[E], upto: int) -> None:
+        stale = [s for s in t.buffer if s <= upto]
+        for s in stale:
+            del t.buffer[s]
+        self._buffered -= len(stale)
+        self.stats.duplicates += len(stale)
+
+    def _deliver(self, t: _Tracker[E], event: E, *, fetched: bool) -> None:
         t.delivered = event.seq
-        t.known_last = max(t.known_last, event.seq)
         if self.keep_states:
-            self.states[t.execution_id] = apply_event(self.states.get(t.execution_id), event)
+            eid = t.execution_id
+            self.states[eid] = apply_event(self.states.get(eid), cast(Any, event))
         self.stats.delivered += 1
         if fetched:
             self.stats.fetched += 1
-        if event.seq > t.quiet_until and self.wants(event):
+        if event.seq > t.quiet_until and (t.explicit or t.pinned or self.wants(event)):
             self.ready.append(event)
         if event.is_terminal:
             t.done = True
 
-    def _drain(self, t: _Tracker) -> None:
+    def _drain(self, t: _Tracker[E]) -> None:
         buf = t.buffer
         while buf:
             event = buf.pop(t.delivered + 1, None)
             if event is None:
                 break
+            self._buffered -= 1
             self._deliver(t, event, fetched=False)
         if buf and min(buf) <= t.delivered:
-            t.buffer = {s: e for s, e in buf.items() if s > t.delivered}
-        if t.done and not t.buffer and t.known_last <= t.delivered:
+            self._drop_buffered(t, t.delivered)
+        t.known_last = max(t.known_last, t.delivered)
+        if t.done and not t.buffer and t.known_last <= t.delivered and t.base_known:
             self._finish(t)
 
-    def _untracked(self, execution_id: str) -> _Tracker:
+    def _untracked(self, execution_id: str) -> _Tracker[E]:
         """Start tracking an execution seen through a workflow or prefix subscription.
 
         Bounded: past ``max_tracked`` the oldest such trackers are forgotten (an execution whose
         terminal event never comes, its publisher gone for good, must not stay forever); one
         that speaks again is joined anew by the usual rules.
         """
-        t = self._trackers[execution_id] = _Tracker(execution_id, explicit=False)
-        if len(self._trackers) > self.max_tracked:
-            for eid in [e for e, old in self._trackers.items() if not old.explicit][
-                : len(self._trackers) - self.max_tracked
-            ]:
-                if eid != execution_id:
-                    del self._trackers[eid]
-                    self._pending.discard(eid)
+        t: _Tracker[E] = _Tracker(execution_id, False, self.mode)
+        self._trackers[execution_id] = t
+        excess = len(self._trackers) - self.max_tracked
+        if excess > 0:
+            old = [
+                e
+                for e, o in islice(self._trackers.items(), excess + 64)
+                if not (o.explicit or o.pinned) and e != execution_id
+            ][:excess]
+            for eid in old:
+                self._discard_tracker(self._trackers.pop(eid))
+                self.states.pop(eid, None)
         return t
 
-    def _finish(self, t: _Tracker) -> None:
+    def _discard_tracker(self, t: _Tracker[E]) -> None:
+        self._buffered -= len(t.buffer)
+        t.buffer = {}
+        self._pending.discard(t.execution_id)
+
+    def _finish(self, t: _Tracker[E]) -> None:
         # An explicitly subscribed execution keeps its tracker; one seen through a workflow or
         # prefix is forgotten (a long-lived `exec/` subscriber must not grow without bound) and
         # the done-set (bounded) remembers it so that late duplicates do not start a new one.
+        eid = t.execution_id
         if not t.explicit:
-            self._trackers.pop(t.execution_id, None)
-            self._pending.discard(t.execution_id)
-        self._done[t.execution_id] = None
-        self._done.move_to_end(t.execution_id)
+            self._trackers.pop(eid, None)
+            self._discard_tracker(t)
+        self._done[eid] = None
+        self._done.move_to_end(eid)
         while len(self._done) > _MAX_DONE:
             self._done.popitem(last=False)
+        self._note_finished(eid)
 
-    def _back_off(self, t: _Tracker, now: float) -> None:
+    def _note_finished(self, execution_id: str) -> None:
+        """Bound the states of finished executions: the oldest go first (not subscribed ones)."""
+        if not self.keep_states:
+            return
+        finished = self._finished
+        finished[execution_id] = None
+        finished.move_to_end(execution_id)
+        while len(finished) > self.max_states:
+            eid, _ = finished.popitem(last=False)
+            t = self._trackers.get(eid)
+            if t is None or not t.explicit:
+                self.states.pop(eid, None)
+
+    def _clear_stall(self, t: _Tracker[E]) -> None:
+        t.stall_since = None
+        t.stall_mark = 0
+
+    def _back_off(self, t: _Tracker[E], now: float) -> None:
         t.backoff = min(self.retry_max, max(self.retry_min, t.backoff * 2))
         t.retry_at = now + t.backoff

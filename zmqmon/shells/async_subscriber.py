@@ -3,7 +3,8 @@
 Same names and behaviour, ``async`` where I/O happens (``subscribe_execution``, ``recv``,
 ``async for``), over ``zmq.asyncio`` and :class:`~zmqmon.shells.client.AsyncStateClient`, as
 pyzmq layers ``zmq.asyncio`` over ``zmq``. The repair logic is the same pure
-:class:`~zmqmon.core.clone.CloneCore`.
+:class:`~zmqmon.core.clone.CloneCore`, driven the same way; the requests one poll asks for are
+made concurrently (one slow fetch does not hold back another execution's).
 
 The filter methods (``subscribe_workflow``, ``subscribe_topic`` and every ``unsubscribe_*``) are
 plain calls that may be made from any task of the loop at any time, also while another task is
@@ -22,18 +23,17 @@ import zmq
 import zmq.asyncio
 
 from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
-from zmqmon.core.clone import FetchEvents, FetchSnapshot
-from zmqmon.core.events import Event
+from zmqmon.core.delivery import Delivery, Mode, Request
 from zmqmon.core.state import ExecutionState
-from zmqmon.errors import NotFoundError, ZmqmonError
 from zmqmon.shells.client import AsyncStateClient
+from zmqmon.shells.repair import answer_async
 from zmqmon.shells.subscriber import RCVHWM, SubscriberBase, sub_socket
 
 __all__ = ["AsyncSubscriber"]
 
 
 class AsyncSubscriber(SubscriberBase):
-    """asyncio subscriber: ``await recv()`` / ``async for`` yield repaired events.
+    """asyncio subscriber: ``await recv()`` / ``async for`` yield repaired deliveries.
 
     Parameters as :class:`~zmqmon.shells.subscriber.Subscriber`; ``context`` may be a
     ``zmq.asyncio.Context`` or a plain one (shadowed).
@@ -44,6 +44,7 @@ class AsyncSubscriber(SubscriberBase):
         events: str = DEFAULT_EVENTS,
         state: str | None = DEFAULT_STATE,
         *,
+        mode: Mode = "log",
         heartbeat_timeout: float = 3.0,
         context: zmq.Context[Any] | None = None,
         on_publisher_change: Callable[[bool], None] | None = None,
@@ -51,8 +52,18 @@ class AsyncSubscriber(SubscriberBase):
         join_history: int = 1000,
         rcvhwm: int = RCVHWM,
         keep_states: bool = True,
+        max_lag: int = 1000,
+        max_states: int = 10_000,
     ) -> None:
-        super().__init__(heartbeat_timeout, on_publisher_change, join_history, keep_states)
+        super().__init__(
+            mode=mode,
+            heartbeat_timeout=heartbeat_timeout,
+            on_publisher_change=on_publisher_change,
+            join_history=join_history,
+            keep_states=keep_states,
+            max_lag=max_lag,
+            max_states=max_states,
+        )
         self.events_endpoint = events
         self.state_endpoint = state
         if context is None:
@@ -74,40 +85,32 @@ class AsyncSubscriber(SubscriberBase):
         self, execution_id: str, after_seq: int | None = None
     ) -> ExecutionState | None:
         """Follow one execution (see :meth:`Subscriber.subscribe_execution`)."""
-        if not self._core.subscribe_execution(execution_id, after_seq):
-            return self._core.states.get(execution_id)  # already subscribed
+        if self._core.is_subscribed(execution_id):
+            return self._core.states.get(execution_id)
+        request = self._core.subscribe_execution(execution_id, after_seq)
         self._sync_subscriptions()  # subscribe FIRST, then ask for the snapshot
-        if after_seq is not None:
+        if request is None:
             self._wakeup.set()
             return None
-        if self._client is None:
-            self._core.on_fetch_failed(FetchSnapshot(execution_id), time.monotonic(), give_up=True)
-            return None
-        try:
-            state: ExecutionState | None = await self._client.snapshot(execution_id)
-        except NotFoundError:
-            state = None
-        except BaseException:
-            self.unsubscribe_execution(execution_id)
-            raise
-        self._core.on_snapshot(execution_id, state)
+        reply = await answer_async(self._client, request)
+        state = self._subscribed_answer(execution_id, reply, request)
         self._wakeup.set()  # a waiting recv() may have events to hand out now
         return state
 
-    async def recv(self, timeout: float | None = None) -> Event | None:
-        """The next repaired event; None after ``timeout`` seconds (None: wait) or once closed."""
+    async def recv(self, timeout: float | None = None) -> Delivery | None:
+        """The next delivery (see :meth:`Subscriber.recv`)."""
         core = self._core
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            event = core.take_ready()
-            if event is not None or self._closed:
-                return event
+            item = core.take_ready()
+            if item is not None or self._closed:
+                return item
             now = time.monotonic()
             await self._serve(now)
             self._report_liveness()
-            event = core.take_ready()
-            if event is not None or self._closed:
-                return event
+            item = core.take_ready()
+            if item is not None or self._closed:
+                return item
             if self._pump(now):
                 continue
             if deadline is not None and now >= deadline:
@@ -131,36 +134,24 @@ class AsyncSubscriber(SubscriberBase):
                     fut.exception()  # retrieved: a poll on a socket closed meanwhile is fine
 
     async def _serve(self, now: float) -> None:
-        for req in self._core.poll(now):
-            if self._client is None:
-                self._core.on_fetch_failed(req, now, give_up=True)
-                continue
-            try:
-                if isinstance(req, FetchEvents):
-                    try:
-                        got, last = await self._client.events(
-                            req.execution_id, req.after_seq, req.limit
-                        )
-                    except NotFoundError:  # not stored yet
-                        got, last = [], 0
-                    self._core.on_events(req.execution_id, got, last, time.monotonic())
-                else:
-                    try:
-                        snap: ExecutionState | None = await self._client.snapshot(req.execution_id)
-                    except NotFoundError:
-                        snap = None
-                    self._core.on_snapshot(req.execution_id, snap)
-            except ZmqmonError as exc:
-                self._fetch_failed(req, exc)
+        requests = self._core.poll(now, self._room())
+        if not requests:
+            return
+        replies = await asyncio.gather(*(self._ask(r) for r in requests))
+        for request, reply in zip(requests, replies, strict=True):
+            self._core.on_reply(request, reply, time.monotonic())
 
-    def __aiter__(self) -> AsyncIterator[Event]:
+    async def _ask(self, request: Request) -> Any:
+        return await answer_async(self._client, request)
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[Event]:
+    async def _iterate(self) -> AsyncIterator[Delivery]:
         while not self._closed:
-            event = await self.recv()
-            if event is not None:
-                yield event
+            item = await self.recv()
+            if item is not None:
+                yield item
 
     def close(self) -> None:
         """Close the sockets (idempotent); a waiting ``recv`` returns None."""

@@ -3,17 +3,29 @@
 The repair logic is the pure :class:`~zmqmon.core.clone.CloneCore`; this module is its sync I/O
 shell, and :mod:`zmqmon.shells.async_subscriber` its asyncio face (same names, ``async``).
 
-What a consumer gets (contract §3): for ``subscribe_execution(id)`` the snapshot (returned, and
+What a consumer gets (contract §3, §5): for ``subscribe_execution(id)`` the snapshot (returned, and
 in :attr:`Subscriber.states`), then every later event exactly once, in seq order — even where the
 publisher's high-water mark dropped messages (gaps, lost tails and late joins are fetched from the
-state service with ``events``). Workflow and raw-prefix subscriptions: see the joining rules in
+state service). Workflow and raw-prefix subscriptions: see the joining rules in
 :mod:`zmqmon.core.clone`.
+
+Two delivery modes (``mode=``): ``"log"`` (the default) delivers every event, however far behind
+the consumer falls: a backlog is paged from the store as fast as ``recv`` takes it. ``"state"``
+keeps the consumer current instead: past ``max_lag`` events behind, a
+:class:`~zmqmon.core.delivery.Snapshot` replaces the backlog (``recv`` then returns it; fold it in
+by replacing the execution's state), then the events after it follow.
+
+Memory is bounded whatever the stream does: the SUB socket's queue (``rcvhwm`` messages), the
+core's buffer of events ahead of gaps, pages only as large as what the consumer takes, and the
+states of finished executions (``max_states``, oldest first).
 
 The shell is pull-based: it reads the socket, answers the core's requests and checks liveness
 while :meth:`Subscriber.recv` (or iteration) runs. Garbage on the stream (wrong frame count, bad
 JSON, wrong schema, topic/payload mismatch) is counted in ``stats.garbage`` and logged at most
-once a second, never raised. ``publisher_alive`` turns False after ``heartbeat_timeout`` without
-a heartbeat and True when heartbeats return; ``on_publisher_change(alive)`` is called on each
+once a second, never raised. A live event of an execution far behind is dropped without being
+decoded (``stats.skipped_live``): the store has it. ``publisher_alive`` turns False after
+``heartbeat_timeout`` without any message (heartbeats drop at a flooded PUB like events: any
+traffic counts) and True when traffic returns; ``on_publisher_change(alive)`` is called on each
 change.
 """
 
@@ -27,20 +39,24 @@ from typing import Any, Final
 import zmq
 
 from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
-from zmqmon.core.clone import CloneCore, CloneStats, FetchEvents, FetchSnapshot, Request
+from zmqmon.core.clone import CloneCore
+from zmqmon.core.delivery import CloneStats, Delivery, Mode, Unavailable
 from zmqmon.core.events import Event
 from zmqmon.core.state import ExecutionState
 from zmqmon.core.wire import HEARTBEAT_TOPIC, Heartbeat, decode_message
-from zmqmon.errors import NotFoundError, ProtocolError, ZmqmonError
+from zmqmon.errors import ProtocolError, ServiceUnavailableError
 from zmqmon.shells.client import StateClient
+from zmqmon.shells.repair import answer
 
-__all__ = ["Subscriber", "SubscriberBase", "sub_socket"]
+__all__ = ["RCVHWM", "Subscriber", "SubscriberBase", "sub_socket"]
 
 log = logging.getLogger("zmqmon.subscriber")
 
 TICK: Final = 0.1  # longest wait between liveness checks and retries
 BATCH: Final = 1000  # messages read per wake-up before looking at the queue again
-RCVHWM: Final = 100_000
+#: the SUB socket's queue, in messages: past it the publisher drops and the store fills the gap
+RCVHWM: Final = 20_000
+_EXEC: Final = b"exec/"
 
 
 class SubscriberBase:
@@ -51,15 +67,24 @@ class SubscriberBase:
 
     def __init__(
         self,
+        *,
+        mode: Mode,
         heartbeat_timeout: float,
         on_publisher_change: Callable[[bool], None] | None,
         join_history: int,
-        keep_states: bool = True,
+        keep_states: bool,
+        max_lag: int,
+        max_states: int,
     ) -> None:
-        self._core = CloneCore(
+        if mode not in ("log", "state"):
+            raise ValueError(f"mode must be 'log' or 'state', not {mode!r}")
+        self._core: CloneCore[Event] = CloneCore(
+            mode=mode,
             heartbeat_timeout=heartbeat_timeout,
             join_history=join_history,
             keep_states=keep_states,
+            max_lag=max_lag,
+            max_states=max_states,
         )
         self._subscribed: set[bytes] = set()
         self.on_publisher_change = on_publisher_change
@@ -68,6 +93,11 @@ class SubscriberBase:
         self._closed = False
 
     # -- read-only views ------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        """``"log"`` or ``"state"`` (see the module doc)."""
+        return self._core.mode
 
     @property
     def states(self) -> dict[str, ExecutionState]:
@@ -81,7 +111,7 @@ class SubscriberBase:
 
     @property
     def publisher_alive(self) -> bool:
-        """False after ``heartbeat_timeout`` without a heartbeat (and before the first one)."""
+        """False after ``heartbeat_timeout`` without any message (and before the first one)."""
         now = time.monotonic()
         self._pump(now)
         alive = self._core.check_liveness(now)
@@ -111,6 +141,7 @@ class SubscriberBase:
         if self._closed:
             return 0
         recv = self._socket.recv_multipart
+        core = self._core
         n = 0
         while n < limit:
             try:
@@ -118,7 +149,16 @@ class SubscriberBase:
             except zmq.Again:
                 break
             n += 1
+            topic = frames[0]
+            if len(frames) == 2 and topic.startswith(_EXEC):
+                # Far behind on that execution: the store has this one; don't even decode it.
+                eid = topic[5 : topic.rfind(b"/")].decode(errors="replace")
+                if not core.needs_live(eid):
+                    core.stats.skipped_live += 1
+                    continue
             self._feed(frames, now)
+        if n:
+            core.touch(now)  # any traffic: the publisher lives (heartbeats may drop in a flood)
         return n
 
     def _feed(self, frames: list[bytes], now: float) -> None:
@@ -150,9 +190,11 @@ class SubscriberBase:
         while changes:
             alive = changes.popleft()
             if alive:
-                log.info("publisher alive (heartbeats received)")
+                log.info("publisher alive")
             else:
-                log.warning("publisher lost: no heartbeat for %.1fs", self._core.heartbeat_timeout)
+                log.warning(
+                    "publisher lost: nothing received for %.1fs", self._core.heartbeat_timeout
+                )
             if self.on_publisher_change is not None:
                 self.on_publisher_change(alive)
 
@@ -165,9 +207,19 @@ class SubscriberBase:
             wait = min(wait, due - now)
         return max(0.0, wait)
 
-    def _fetch_failed(self, req: Request, exc: Exception) -> None:
-        log.debug("repair request %s failed: %s", req, exc)
-        self._core.on_fetch_failed(req, time.monotonic())
+    def _room(self) -> int:
+        """How many fetched events the consumer can take now: one page beyond what waits."""
+        return max(0, self._core.page_size - len(self._core.ready))
+
+    def _subscribed_answer(
+        self, execution_id: str, reply: object, request: Any
+    ) -> ExecutionState | None:
+        """Hand a subscribe's snapshot answer to the core (shared by both faces)."""
+        if isinstance(reply, Unavailable) and not reply.permanent:
+            self.unsubscribe_execution(execution_id)
+            raise ServiceUnavailableError(reply.reason)
+        self._core.on_reply(request, reply, time.monotonic())  # type: ignore[arg-type]
+        return reply if isinstance(reply, ExecutionState) else None
 
     # -- filters that need no I/O beyond the socket options ----------------------------------
 
@@ -208,12 +260,14 @@ def sub_socket(context: zmq.Context[Any], endpoint: str, rcvhwm: int = RCVHWM) -
 
 
 class Subscriber(SubscriberBase):
-    """Sync subscriber: ``recv()`` / iteration yield repaired events (see the module doc).
+    """Sync subscriber: ``recv()`` / iteration yield repaired deliveries (see the module doc).
 
-    ``request_timeout`` bounds each repair request; ``join_history``: see
-    :mod:`zmqmon.core.clone`; ``rcvhwm``: the SUB socket's receive high-water mark;
-    ``keep_states=False``: no reducer per event (:attr:`states` then holds snapshots only),
-    for relays such as the bridge.
+    ``mode``: ``"log"`` or ``"state"``; ``max_lag``: how far behind (events) a ``state``-mode
+    execution may fall before a snapshot replaces its backlog. ``request_timeout`` bounds each
+    repair request; ``join_history``: see :mod:`zmqmon.core.clone`; ``rcvhwm``: the SUB socket's
+    receive high-water mark (messages); ``keep_states=False``: no reducer per event
+    (:attr:`states` then holds snapshots only), for relays; ``max_states``: states of finished
+    executions kept (oldest dropped first; subscribed executions are kept).
     ``state=None`` runs without a state service: events arrive in order, but gaps are skipped
     (``stats.skipped``) instead of repaired, and ``subscribe_execution`` has no snapshot.
     Not thread-safe: use it from one thread (ZeroMQ sockets are not thread-safe).
@@ -224,6 +278,7 @@ class Subscriber(SubscriberBase):
         events: str = DEFAULT_EVENTS,
         state: str | None = DEFAULT_STATE,
         *,
+        mode: Mode = "log",
         heartbeat_timeout: float = 3.0,
         context: zmq.Context[Any] | None = None,
         on_publisher_change: Callable[[bool], None] | None = None,
@@ -231,8 +286,18 @@ class Subscriber(SubscriberBase):
         join_history: int = 1000,
         rcvhwm: int = RCVHWM,
         keep_states: bool = True,
+        max_lag: int = 1000,
+        max_states: int = 10_000,
     ) -> None:
-        super().__init__(heartbeat_timeout, on_publisher_change, join_history, keep_states)
+        super().__init__(
+            mode=mode,
+            heartbeat_timeout=heartbeat_timeout,
+            on_publisher_change=on_publisher_change,
+            join_history=join_history,
+            keep_states=keep_states,
+            max_lag=max_lag,
+            max_states=max_states,
+        )
         self.events_endpoint = events
         self.state_endpoint = state
         ctx = context or zmq.Context.instance()
@@ -248,38 +313,29 @@ class Subscriber(SubscriberBase):
         started yet), then every later event once, in order. ``after_seq=N``: every event with
         seq > N (from the store), then live ones. Raises ``ServiceUnavailableError`` if the
         state service does not answer the snapshot (the subscription is then undone)."""
-        if not self._core.subscribe_execution(execution_id, after_seq):
-            return self._core.states.get(execution_id)  # already subscribed
+        if self._core.is_subscribed(execution_id):
+            return self._core.states.get(execution_id)
+        request = self._core.subscribe_execution(execution_id, after_seq)
         self._sync_subscriptions()  # subscribe FIRST, then ask for the snapshot
-        if after_seq is not None:
+        if request is None:
             return None
-        if self._client is None:
-            self._core.on_fetch_failed(FetchSnapshot(execution_id), time.monotonic(), give_up=True)
-            return None
-        try:
-            state: ExecutionState | None = self._client.snapshot(execution_id)
-        except NotFoundError:
-            state = None
-        except BaseException:
-            self.unsubscribe_execution(execution_id)
-            raise
-        self._core.on_snapshot(execution_id, state)
-        return state
+        return self._subscribed_answer(execution_id, answer(self._client, request), request)
 
-    def recv(self, timeout: float | None = None) -> Event | None:
-        """The next repaired event; None after ``timeout`` seconds (None: wait) or once closed."""
+    def recv(self, timeout: float | None = None) -> Delivery | None:
+        """The next delivery — an event, or in ``state`` mode a snapshot; None after
+        ``timeout`` seconds (None: wait) or once closed."""
         core = self._core
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            event = core.take_ready()
-            if event is not None or self._closed:
-                return event
+            item = core.take_ready()
+            if item is not None or self._closed:
+                return item
             now = time.monotonic()
             self._serve(now)
             self._report_liveness()
-            event = core.take_ready()
-            if event is not None:
-                return event
+            item = core.take_ready()
+            if item is not None:
+                return item
             if self._pump(now):
                 continue
             if deadline is not None and now >= deadline:
@@ -289,31 +345,15 @@ class Subscriber(SubscriberBase):
                 self._socket.poll(int(wait * 1000) + 1, zmq.POLLIN)
 
     def _serve(self, now: float) -> None:
-        for req in self._core.poll(now):
-            if self._client is None:
-                self._core.on_fetch_failed(req, now, give_up=True)
-                continue
-            try:
-                if isinstance(req, FetchEvents):
-                    try:
-                        got, last = self._client.events(req.execution_id, req.after_seq, req.limit)
-                    except NotFoundError:  # not stored yet
-                        got, last = [], 0
-                    self._core.on_events(req.execution_id, got, last, time.monotonic())
-                else:
-                    try:
-                        snap: ExecutionState | None = self._client.snapshot(req.execution_id)
-                    except NotFoundError:
-                        snap = None
-                    self._core.on_snapshot(req.execution_id, snap)
-            except ZmqmonError as exc:
-                self._fetch_failed(req, exc)
+        core = self._core
+        for request in core.poll(now, self._room()):
+            core.on_reply(request, answer(self._client, request), time.monotonic())
 
-    def __iter__(self) -> Iterator[Event]:
+    def __iter__(self) -> Iterator[Delivery]:
         while not self._closed:
-            event = self.recv()
-            if event is not None:
-                yield event
+            item = self.recv()
+            if item is not None:
+                yield item
 
     def close(self) -> None:
         """Close the sockets (idempotent)."""

@@ -22,6 +22,7 @@ from types import FrameType
 from rich.console import Console
 from rich.text import Text
 
+from zmqmon.core.delivery import Delivery, Snapshot
 from zmqmon.core.events import Event, event_to_dict
 from zmqmon.core.state import ExecutionState
 from zmqmon.core.wire import EXEC_PREFIX, dumps
@@ -129,7 +130,11 @@ def tail(
             err.print("[green]publisher back: heartbeats resumed[/green]")
         seen_alive = seen_alive or alive
 
-    def emit(event: Event) -> None:
+    def emit(item: Delivery) -> None:
+        if isinstance(item, Snapshot):  # (log mode delivers none; shown should one come)
+            (err if as_json else out).print(format_snapshot(item.state))
+            return
+        event = item
         if as_json:
             sys.stdout.write(dumps(event_to_dict(event)).decode() + "\n")
             sys.stdout.flush()
@@ -144,7 +149,8 @@ def tail(
     # Installed explicitly: a process started in the background by a non-interactive shell
     # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
     previous_int = signal.signal(signal.SIGINT, on_term)
-    sub = Subscriber(events, state or None, on_publisher_change=on_publisher_change)
+    # log mode: every event, in order, however far behind the terminal falls
+    sub = Subscriber(events, state or None, mode="log", on_publisher_change=on_publisher_change)
     try:
         if execution_id is None:
             sub.subscribe_topic(topic or EXEC_PREFIX)
@@ -162,10 +168,11 @@ def tail(
             (err if as_json else out).print(format_snapshot(snap))
             if snap.is_terminal:
                 return _exit_code(snap)
-        for event in sub:
-            emit(event)
+        for item in sub:
+            emit(item)
             current = sub.states.get(execution_id)
-            if event.is_terminal and current is not None:
+            ended = item.state.is_terminal if isinstance(item, Snapshot) else item.is_terminal
+            if ended and current is not None:
                 return _exit_code(current)
         return 0
     except KeyboardInterrupt:

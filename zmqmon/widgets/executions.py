@@ -18,7 +18,7 @@ import traitlets
 import zmq
 
 from zmqmon.config import from_env
-from zmqmon.core.events import Event
+from zmqmon.core.delivery import Delivery, Snapshot
 from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.core.wire import EXEC_PREFIX
 from zmqmon.errors import NotFoundError, ZmqmonError
@@ -61,9 +61,9 @@ class _Source:
         self.subscriber = subscriber
         self.client = client
 
-    def recv(self, timeout: float | None = None) -> Event | None:
-        event: Event | None = self.subscriber.recv(timeout=timeout)
-        return event
+    def recv(self, timeout: float | None = None) -> Delivery | None:
+        item: Delivery | None = self.subscriber.recv(timeout=timeout)
+        return item
 
     def close(self) -> None:
         try:
@@ -132,7 +132,10 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
     def _open(self) -> SubscriberLike:
         from zmqmon.shells.subscriber import Subscriber
 
-        sub = Subscriber(self.events_endpoint, self.state_endpoint, context=self._context)
+        # state mode: a list stays current during a flood (snapshots replace backlogs)
+        sub = Subscriber(
+            self.events_endpoint, self.state_endpoint, mode="state", context=self._context
+        )
         client = None
         try:
             sub.subscribe_topic(EXEC_PREFIX)
@@ -148,7 +151,15 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
         self._client = client
         return _Source(sub, client)
 
-    def _apply(self, event: Event) -> bool:
+    def _apply(self, item: Delivery) -> bool:
+        if isinstance(item, Snapshot):
+            old = self.executions.get(item.execution_id)
+            if old is not None and old.last_seq >= item.state.last_seq:
+                return False
+            with self._lock:
+                self.executions[item.execution_id] = item.state
+            return True
+        event = item
         current = self.executions.get(event.execution_id)
         if current is None and event.type != "execution:started" and self._client is not None:
             # Joined mid-execution: start from its snapshot; older events are then dropped.

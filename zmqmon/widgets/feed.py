@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from zmqmon.core.events import Event
+from zmqmon.core.delivery import Delivery
 from zmqmon.widgets.view import RenderThrottle
 
 __all__ = ["Feed", "SubscriberLike"]
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 class SubscriberLike(Protocol):
     """What the feed needs of :class:`zmqmon.shells.subscriber.Subscriber`."""
 
-    def recv(self, timeout: float | None = None) -> Event | None: ...
+    def recv(self, timeout: float | None = None) -> Delivery | None: ...
 
     def close(self) -> None: ...
 
@@ -41,7 +41,8 @@ class Feed:
 
     - ``open()`` (in the thread) creates and subscribes the subscriber; it may raise, and the
       error is handed to ``on_error`` (the widget shows it) and the thread ends.
-    - ``apply(event)`` folds one event into the model; returns True if the view changed.
+    - ``apply(item)`` folds one event (or a ``state``-mode snapshot, which replaces the state)
+      into the model; returns True if the view changed.
     - ``render()`` pushes the model to the widget (one batched update).
     - ``finished()`` is True once nothing more will come (the execution ended).
     - ``live()`` is True while elapsed times move (re-render every ``tick`` seconds).
@@ -51,7 +52,7 @@ class Feed:
         self,
         *,
         open: Callable[[], SubscriberLike],
-        apply: Callable[[Event], bool],
+        apply: Callable[[Delivery], bool],
         render: Callable[[], None],
         finished: Callable[[], bool] = lambda: False,
         live: Callable[[], bool] = lambda: False,

@@ -19,6 +19,7 @@ import traitlets
 import zmq
 
 from zmqmon.config import from_env
+from zmqmon.core.delivery import Delivery, Snapshot
 from zmqmon.core.events import Event
 from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.errors import ConflictError, ZmqmonError
@@ -200,6 +201,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         sub = Subscriber(
             self.events_endpoint,
             self.state_endpoint,
+            mode="state",  # current during a flood: a snapshot replaces a backlog
             context=self._context,
             heartbeat_timeout=self._heartbeat_timeout,
             on_publisher_change=self._on_publisher_change,
@@ -216,7 +218,14 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self._states = sub.states
         return sub
 
-    def _apply(self, event: Event) -> bool:
+    def _apply(self, item: Delivery) -> bool:
+        if isinstance(item, Snapshot):
+            if item.execution_id != self.execution_id or item.state.last_seq <= self._seen_seq:
+                return False
+            self._seen_seq = item.state.last_seq
+            self.state = item.state
+            return True
+        event = item
         if event.execution_id != self.execution_id or event.seq <= self._seen_seq:
             return False
         self._seen_seq = event.seq

@@ -23,6 +23,7 @@ __all__ = [
     "cancel",
     "create_workflow",
     "events",
+    "events_raw",
     "execute",
     "executions",
     "ping",
@@ -52,7 +53,7 @@ class Call(Generic[T]):
         try:
             return self.read(obj)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"malformed {self.op} reply: {exc}") from None
+            raise ProtocolError(f"malformed {self.op} reply: {exc}") from exc
 
 
 def reply_id(reply: bytes) -> Any:
@@ -90,6 +91,25 @@ def events(
         "events",
         {"executionId": execution_id, "afterSeq": after_seq, "limit": limit},
         _events,
+    )
+
+
+def _events_raw(reply: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    items = reply["events"]
+    if not isinstance(items, list) or not all(isinstance(e, dict) for e in items):
+        raise TypeError("events must be a list of objects")
+    return items, int(reply["lastSeq"])
+
+
+def events_raw(
+    execution_id: str, after_seq: int = 0, limit: int = 1000
+) -> Call[tuple[list[dict[str, Any]], int]]:
+    """``events`` as wire dicts, not validated (for a relay that validates what it relays and
+    keeps the bytes): (events with seq > ``after_seq``, the execution's ``lastSeq``)."""
+    return Call(
+        "events",
+        {"executionId": execution_id, "afterSeq": after_seq, "limit": limit},
+        _events_raw,
     )
 
 
