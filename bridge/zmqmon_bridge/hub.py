@@ -1,64 +1,92 @@
 """The hub: upstream events → the connections that want them and may see them.
 
-One hub per bridge. The repair — per-execution order, no duplicates, gaps and lost tails (a
-heartbeat's lastSeq) fetched from the state service, executions first seen mid-stream joined —
-is the project's one repair logic, :class:`zmqmon.core.clone.CloneCore` (the Clone pattern, the
-same core the Python subscribers and the notebook widgets run), driven here by the asyncio loop:
+One hub per bridge. Every decision about order, gaps, catch-up and snapshots is the project's one
+repair logic, :class:`zmqmon.core.clone.CloneCore`, driven here on the asyncio loop:
 
-* every upstream message is decoded (:func:`zmqmon.core.wire.decode_message`; garbage is counted
-  in ``drops`` and skipped) and fed to the core;
-* the fetches it asks for run as concurrent tasks on the :class:`StateSource` (many requests in
-  flight: one slow fetch holds back no other execution); a gap the store has not filled after
-  ``repair_timeout`` is given up (counted in ``drops``) rather than stall its execution;
-* after each feed or answer, what the core delivers is fanned out at once.
+* **Two lanes**, one core per delivery mode, each filtering what its connections' subscriptions
+  select (:class:`~zmqmon_bridge.routing.Routes`): the ``log`` lane delivers every event in order,
+  paging a backlog from the store only while its connections keep up (``room``); the ``state``
+  lane replaces a backlog past ``max_lag`` by a snapshot, which goes to its connections as a
+  ``snapshot`` message. Both relay (no reducer) and never hold more than ``lane_buffer`` events
+  ahead of gaps.
+* **Per connection**, execution subscriptions (and state-mode re-syncs) are tracked by the
+  connection's own core (:mod:`zmqmon_bridge.session`): its snapshot/``afterSeq`` catch-up reads
+  the store at that client's pace, and its cursor keeps "in order, none twice" for it alone — one
+  client's ``afterSeq`` never moves another's.
 
-The core runs with ``keep_states=False`` (the bridge relays, it reduces nothing) and
-``snapshot_joins=False``: browsers subscribed to a workflow or a topic get no snapshot, so an
-execution first seen far from its start is relayed from where it was first seen (one first seen
-within ``join_history`` events of its start is fetched whole). The core's filters follow the
-connections' subscriptions (an execution ``X`` is the prefix ``exec/X/``), refcounted like the
-SUB socket's prefixes.
+Upstream, every message is read by :class:`~zmqmon_bridge.upstream.Upstream` in bounded batches
+from a SUB socket with a bounded queue (past it, the publisher drops and the store fills in). A
+live event no lane needs (its execution is far behind, or replaced by a coming snapshot) is skipped
+undecoded. Each one needed is validated once, kept as its WebSocket frame
+(:class:`~zmqmon_bridge.relayed.Relayed`) and fanned out. Any message proves the publisher alive.
 
-The published bytes are relayed untouched: the payload of each event fed live is kept aside,
-keyed by ``(executionId, seq)``, until the core delivers that event (bounded: nothing leaks);
-fetched events are encoded once. Each event's WebSocket frame is built once and written to every
-client. The hub also holds the owner (``userId``) of each execution it has relayed, and the
-indexes from execution, workflow and topic prefix to connections. Fan-out never awaits: each
-connection's ``send`` is a non-blocking write (see :class:`Sink`).
+Requests to the state service (pages, snapshots, owner lookups) run as concurrent tasks on one
+:class:`~zmqmon.shells.client.AsyncStateClient`; a periodic tick serves retries and paging. Fan-out
+never awaits: a connection's send is a non-blocking queue flushed once per loop turn.
+
+With auth on, nothing of an execution is relayed before its owner is known
+(:class:`~zmqmon_bridge.owners.OwnerBook`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections import OrderedDict
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Final, Protocol
 
-from zmqmon.core.clone import CloneCore, FetchEvents, Request
-from zmqmon.core.events import Event, ExecutionStarted, parse_event
-from zmqmon.core.wire import Heartbeat, decode_message, dumps, execution_prefix
+from zmqmon.core import calls
+from zmqmon.core.clone import CloneCore
+from zmqmon.core.delivery import MODES, EventsPage, FetchEvents, Mode, Reply, Request, Snapshot
+from zmqmon.core.wire import Heartbeat
 from zmqmon.errors import NotFoundError, ProtocolError, ZmqmonError
-from zmqmon_bridge.protocol import ConnectionState, Kind, text_frame
-from zmqmon_bridge.upstream import StateSource, Upstream
+from zmqmon.shells.client import AsyncStateClient
+from zmqmon.shells.repair import failure
+from zmqmon_bridge.owners import OwnerBook
+from zmqmon_bridge.protocol import ConnectionState, Subscription
+from zmqmon_bridge.relayed import Relayed, decode, from_stored, snapshot_frame
+from zmqmon_bridge.routing import Change, Routes
+from zmqmon_bridge.upstream import Upstream
 
 __all__ = ["Counters", "Hub", "Sink"]
 
-_MAX_TRACKED = 20_000  # executions whose owner the hub remembers (LRU)
-_MAX_PAYLOADS = 50_000  # raw payloads waiting for their delivery (normally a handful)
+log = logging.getLogger("zmqmon.bridge")
+
+TICK: Final = 0.02  # seconds between services of retries, paging and slow-client checks
+_EXEC: Final = b"exec/"
+
+Item = Relayed | Snapshot
 
 
 class Sink(Protocol):
-    """A connection as the hub sees it."""
+    """A connection as the hub sees it (:class:`~zmqmon_bridge.session.Session`)."""
 
     state: ConnectionState
 
-    def send(self, data: bytes) -> None:
-        """Queue one text message without waiting."""
+    def tracks(self, execution_id: str) -> bool:
+        """Does its own core track this execution (an execution subscription, a re-sync)?"""
         ...
 
-    def send_frame(self, frame: bytes) -> None:
-        """Queue one already encoded text frame without waiting."""
+    def feed(self, item: Item) -> None:
+        """An item for its own core (which orders, dedups and catches up)."""
+        ...
+
+    def relay(self, execution_id: str, frame: bytes) -> None:
+        """An item selected by a workflow or topic subscription, as a frame."""
+        ...
+
+    def congested(self) -> bool:
+        """Is its send queue above the low-water mark?"""
+        ...
+
+    def service(self, now: float) -> None:
+        """Serve its own core's requests, re-syncs and send queue (called every tick)."""
+        ...
+
+    def close_slow(self) -> None:
+        """Close it for being too slow (1013)."""
         ...
 
     def flush(self) -> None:
@@ -70,9 +98,11 @@ class Counters:
     """Plain counters read by /metrics and /api/ws/health (cheaper than metric objects)."""
 
     def __init__(self) -> None:
-        self.events_in = 0
-        self.events_out = 0
-        self.drops = 0
+        self.events_in = 0  # decoded live events
+        self.events_out = 0  # frames of events queued to clients
+        self.skipped_live = 0  # live events not decoded: their execution was being caught up
+        self.snapshots_out = 0  # state-mode snapshot messages sent
+        self.drops = 0  # garbage upstream, unreadable stored events, owner never learned
         self.slow_closes = 0
         self.rate_closes = 0
         self.gap_fetches = 0
@@ -87,34 +117,69 @@ class Hub:
 
     def __init__(
         self,
-        upstream_factory: Any,
-        state: StateSource,
+        upstream_factory: Callable[[Callable[[bytes, bytes], None]], Upstream],
+        client: AsyncStateClient,
         *,
         auth_enabled: bool,
-        repair_timeout: float = 3.0,
+        repair_timeout: float = 5.0,
         join_history: int = 1000,
+        lane_buffer: int = 10_000,
+        max_lag: int = 1000,
+        slow_timeout: float = 1.0,
     ) -> None:
         self.upstream: Upstream = upstream_factory(self.on_message)
-        self.state = state
+        self.upstream.on_batch = self.on_batch
+        self.client = client
         self.auth_enabled = auth_enabled
         self.repair_timeout = repair_timeout
-        #: the one repair logic (see the module doc)
-        self.core = CloneCore(join_history=join_history, keep_states=False, snapshot_joins=False)
+        self.slow_timeout = slow_timeout
+        self.lanes: dict[Mode, CloneCore[Relayed]] = {
+            mode: CloneCore(
+                mode=mode,
+                keep_states=False,
+                snapshot_joins=mode == "state",  # state clients get a snapshot, log ones events
+                join_history=join_history,
+                max_buffer=lane_buffer,
+                max_lag=max_lag,
+                repair_timeout=repair_timeout,
+            )
+            for mode in MODES
+        }
+        self.routes: Routes[Sink] = Routes()
+        self.owners: OwnerBook[tuple[Mode, Item]] = OwnerBook()
         self.counters = Counters()
         self.connections: set[Sink] = set()
-        self.owners: OrderedDict[str, str | None] = OrderedDict()
-        self._payloads: dict[tuple[str, int], bytes] = {}  # live payloads the core holds
-        self._held: dict[str, list[tuple[Event, bytes]]] = {}
-        self._by_exec: dict[str, set[Sink]] = {}
-        self._by_workflow: dict[str, set[Sink]] = {}
-        self._by_topic: dict[str, set[Sink]] = {}
-        self._filters: dict[str, int] = {}  # core prefix → subscriptions needing it
-        self._fruitless: dict[str, float] = {}  # execution → first fetch that brought nothing
-        self._owner_fetching: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._dirty: list[Sink] = []
+        self._ticker: asyncio.Task[None] | None = None
+        self._slow_since: dict[Sink, float] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the upstream reader and the tick on the running loop."""
+        self.upstream.start()
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def close(self) -> None:
+        """Stop every task and the upstream reader."""
+        tasks = list(self._tasks)
+        if self._ticker is not None:
+            tasks.append(self._ticker)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.upstream.close()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                self.service(time.monotonic())
+            except Exception:  # a bug here must not end the relay
+                log.exception("hub tick failed")
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -122,7 +187,13 @@ class Hub:
     def subscription_count(self) -> int:
         return sum(c.state.subscription_count for c in self.connections)
 
-    def _spawn(self, coro: Any) -> None:
+    @property
+    def busy(self) -> bool:
+        """A request to the state service is under way."""
+        return bool(self._tasks)
+
+    def spawn(self, coro: Any) -> None:
+        """Run a coroutine as a task the hub cancels when it closes."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -139,304 +210,212 @@ class Hub:
         for sink in dirty:
             sink.flush()
 
-    @property
-    def join_history(self) -> int:
-        """An execution first seen within this many events of its start is fetched whole."""
-        return self.core.join_history
+    def subscribe(self, sink: Sink, sub: Subscription, mode: Mode) -> None:
+        """Register a subscription already recorded in ``sink.state``; hold what it needs."""
+        self._apply(self.routes.add(sink, sub, mode), mode, True)
 
-    @join_history.setter
-    def join_history(self, value: int) -> None:
-        self.core.join_history = value
+    def unsubscribe(self, sink: Sink, sub: Subscription, mode: Mode) -> None:
+        """Undo :meth:`subscribe`."""
+        self._apply(self.routes.remove(sink, sub, mode), mode, False)
 
-    @property
-    def busy(self) -> bool:
-        """A fetch or owner lookup is running, or a retry is scheduled."""
-        return bool(self._tasks) or self._timer is not None
-
-    def released(self, execution_id: str) -> int:
-        """The last seq of an execution fanned out live (0: none, or no longer tracked)."""
-        return self.core.delivered_seq(execution_id)
-
-    def set_owner(self, execution_id: str, owner: str | None) -> None:
-        self.owners[execution_id] = owner
-        if len(self.owners) > _MAX_TRACKED:
-            self.owners.popitem(last=False)
-
-    def baseline(self, execution_id: str, seq: int) -> None:
-        """A client caught up to ``seq`` before any live event of the execution arrived: the
-        core tracks it from there, so that a heartbeat revealing a lost tail gets it fetched."""
-        self.core.track(execution_id, seq)
-
-    @staticmethod
-    def upstream_prefix(kind: Kind, value: str) -> str:
-        """What the SUB socket must hold for a subscription (topics carry no workflow id)."""
-        if kind == "execution":
-            return execution_prefix(value)
-        return "exec/" if kind == "workflow" else value
-
-    def index(self, sink: Sink, kind: Kind, value: str) -> None:
-        """Register a subscription already recorded in ``sink.state``; hold its prefix."""
-        table = {"execution": self._by_exec, "workflow": self._by_workflow, "topic": self._by_topic}
-        holders = table[kind].setdefault(value, set())
-        if not holders:
-            self._filter(kind, value, True)
-        holders.add(sink)
-        self.upstream.acquire(self.upstream_prefix(kind, value))
-
-    def unindex(self, sink: Sink, kind: Kind, value: str) -> None:
-        """Undo :meth:`index`."""
-        table = {"execution": self._by_exec, "workflow": self._by_workflow, "topic": self._by_topic}
-        holders = table[kind].get(value)
-        if holders is None or sink not in holders:
-            return
-        holders.discard(sink)
-        if not holders:
-            del table[kind][value]
-            self._filter(kind, value, False)
-        self.upstream.release(self.upstream_prefix(kind, value))
-
-    def _filter(self, kind: Kind, value: str, on: bool) -> None:
-        """The core selects what the connections want (an execution ``X`` and the topic
-        ``exec/X/`` are the same prefix there: refcounted)."""
-        core = self.core
-        if kind == "workflow":
-            if on:
-                core.subscribe_workflow(value)
+    def _apply(self, change: Change, mode: Mode, on: bool) -> None:
+        if change.lane_filter is not None:
+            lane = self.lanes[mode]
+            kind, value = change.lane_filter
+            if kind == "workflow":
+                (lane.subscribe_workflow if on else lane.unsubscribe_workflow)(value)
             else:
-                core.unsubscribe_workflow(value)
-            return
-        prefix = self.upstream_prefix(kind, value)
-        count = self._filters.get(prefix, 0) + (1 if on else -1)
-        if count > 0:
-            self._filters[prefix] = count
-            if on and count == 1:
-                core.subscribe_topic(prefix)
-        elif prefix in self._filters:
-            del self._filters[prefix]
-            core.unsubscribe_topic(prefix)
+                (lane.subscribe_topic if on else lane.unsubscribe_topic)(value)
+        if change.upstream_prefix is not None:
+            if on:
+                self.upstream.acquire(change.upstream_prefix)
+            else:
+                self.upstream.release(change.upstream_prefix)
 
     def drop_connection(self, sink: Sink) -> None:
         """Forget everything a connection held, however it went."""
-        st = sink.state
-        for value in list(st.executions):
-            self.unindex(sink, "execution", value)
-        for value in list(st.workflows):
-            self.unindex(sink, "workflow", value)
-        for value in list(st.topics):
-            self.unindex(sink, "topic", value)
-        st.executions.clear()
-        st.workflows.clear()
-        st.topics.clear()
+        for sub, mode in sink.state.clear():
+            self.unsubscribe(sink, sub, mode)
         self.connections.discard(sink)
+        self._slow_since.pop(sink, None)
+
+    def learn_owner(self, execution_id: str, owner: str | None) -> None:
+        """An execution's owner became known (a snapshot, a listing): relay what waited."""
+        for mode, item in self.owners.learn(execution_id, owner):
+            self._fan_out(mode, item)
 
     # -- upstream ------------------------------------------------------------------------------
 
     def on_message(self, topic: bytes, payload: bytes) -> None:
         """One ZMQ message (called by the upstream reader; never awaits)."""
-        core = self.core
+        lanes = self.lanes
+        if topic.startswith(_EXEC):
+            eid = topic[5 : topic.rfind(b"/")].decode(errors="replace")
+            if not (lanes["log"].needs_live(eid) or lanes["state"].needs_live(eid)):
+                self.counters.skipped_live += 1  # caught up from the store, or re-snapshotted
+                return
         try:
-            msg = decode_message((topic, payload))
+            msg = decode((topic, payload))
         except ProtocolError:
             self.counters.drops += 1  # not an event of the contract: never relayed
-            core.stats.garbage += 1
+            lanes["log"].stats.garbage += 1
             return
         if isinstance(msg, Heartbeat):
-            core.on_heartbeat(msg, time.monotonic())
-        else:
-            self.counters.events_in += 1
-            kept = core.on_event(msg)
-            first = core.take_ready()
-            if first is msg:
-                # The common case: delivered at once, in order. No new gap, so no request to
-                # make (retries have a timer); what it released from the buffer follows it.
-                self._release(msg, payload)
-                self._release_ready()
-                return
-            if kept and core.delivered_seq(msg.execution_id) < msg.seq:
-                self._keep((msg.execution_id, msg.seq), payload)  # buffered: its bytes wait too
-            if first is not None:  # it was not selected itself, but filled a gap
-                self._release_kept(first)
-        self._release_ready()
-        self._service()
+            now = time.monotonic()
+            for lane in lanes.values():
+                lane.on_heartbeat(msg, now)
+            return
+        self.counters.events_in += 1
+        for mode, lane in lanes.items():
+            if lane.on_event(msg) and lane.ready:
+                self._release(mode)
 
-    def _keep(self, key: tuple[str, int], payload: bytes) -> None:
-        payloads = self._payloads
-        payloads[key] = payload
-        if len(payloads) > _MAX_PAYLOADS:
-            # Oldest first: one the core dropped meanwhile (pruned by an unsubscribe); should a
-            # buffered one go, its event is re-encoded when delivered.
-            del payloads[next(iter(payloads))]
+    def on_batch(self, now: float) -> None:
+        """The upstream reader finished a batch: the publisher lives; serve what it asked."""
+        for lane in self.lanes.values():
+            lane.touch(now)
+        self._service_lanes(now)
 
-    def _release_ready(self) -> None:
-        """Fan out what the core delivered, with the bytes it was published as."""
-        take = self.core.take_ready
-        while (event := take()) is not None:
-            self._release_kept(event)
-
-    def _release_kept(self, event: Event) -> None:
-        payload = self._payloads.pop((event.execution_id, event.seq), None)
-        if payload is None:  # evicted (see _keep): its fields as they came, encoded again
-            payload = dumps(event.model_dump(by_alias=True, mode="json", exclude_unset=True))
-        self._release(event, payload)
-
-    def _service(self) -> None:
-        """Start the fetches the core asks for; wake up when a retry falls due."""
-        core = self.core
+    def alive(self) -> bool:
+        """Is the event stream alive (any message within the heartbeat timeout)?"""
         now = time.monotonic()
-        for req in core.poll(now):
-            if isinstance(req, FetchEvents):
-                self.counters.gap_fetches += 1
-                self._spawn(self._fetch(req))
+        return any(lane.check_liveness(now) for lane in self.lanes.values())
+
+    # -- requests to the state service ----------------------------------------------------------
+
+    def service(self, now: float) -> None:
+        """Every tick: lanes' retries and pages, connections' own cores, slow clients."""
+        self._service_lanes(now)
+        for sink in list(self.connections):
+            sink.service(now)
+
+    def _service_lanes(self, now: float) -> None:
+        for mode, lane in self.lanes.items():
+            room = None if mode == "state" else self._log_room(now)
+            for request in lane.poll(now, room):
+                if isinstance(request, FetchEvents):
+                    self.counters.gap_fetches += 1
+                self.spawn(self._answer_lane(mode, request))
+
+    def _log_room(self, now: float) -> int:
+        """Pages for the log lane only while its connections keep up; one that stays congested
+        past ``slow_timeout`` is closed (1013) rather than stall everyone's catch-up."""
+        room = self.lanes["log"].page_size
+        slow = self._slow_since
+        for sink in self.routes.members("log"):
+            if sink.congested():
+                room = 0
+                since = slow.setdefault(sink, now)
+                if now - since > self.slow_timeout:
+                    self.counters.slow_closes += 1
+                    sink.close_slow()
             else:
-                # Never asked with snapshot_joins=False; were it, join at the first event held.
-                core.on_fetch_failed(req, now, give_up=True)
-                self._release_ready()
-        due = core.next_due()
-        if due is not None and (self._timer is None or due < self._timer_at):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = due
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(max(0.001, due - now), self._on_timer)
+                slow.pop(sink, None)
+        return room
 
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._service()
-
-    async def _fetch(self, req: FetchEvents) -> None:
-        """Answer one of the core's fetches (each in its own task: many run at once)."""
-        eid = req.execution_id
-        failed = False
-        asked = time.monotonic()
+    async def answer(self, request: Request) -> Reply:
+        """Make one repair request (for a lane or a connection's core)."""
         try:
-            raw, last = await self.state.events(eid, req.after_seq, req.limit)
-        except NotFoundError:  # not stored yet
-            raw, last = [], 0
-        except Exception:  # ZmqmonError or worse: the core must not wait for an answer forever
-            raw, last, failed = [], 0, True
-        events: list[Event] = []
-        delivered = self.core.delivered_seq(eid)  # live events may have gone by meanwhile
-        for item in raw:
+            if isinstance(request, FetchEvents):
+                items, last = await self.client.call(
+                    calls.events_raw(request.execution_id, request.after_seq, request.limit)
+                )
+                return EventsPage(self._stored(request.execution_id, items), last)
+            state = await self.client.snapshot(request.execution_id)
+            self.learn_owner(state.execution_id, state.user_id)
+            return state
+        except ZmqmonError as exc:
+            return failure(request, exc)
+
+    def _stored(self, execution_id: str, items: list[dict[str, Any]]) -> list[Relayed]:
+        out = []
+        for item in items:
             try:
-                if not isinstance(item, dict):
-                    raise ProtocolError("stored event is not an object")
-                event = parse_event(item)
+                rel = from_stored(item)
             except ProtocolError:
                 self.counters.drops += 1
                 continue
-            if event.execution_id != eid:
-                continue
-            events.append(event)
-            key = (eid, event.seq)
-            if event.seq > delivered and key not in self._payloads:
-                self._keep(key, dumps(item))  # encoded once, like a published payload
-        now = time.monotonic()
-        if any(e.seq > req.after_seq for e in events):
-            self._fruitless.pop(eid, None)
-        else:
-            since = self._fruitless.setdefault(eid, asked)
-            if len(self._fruitless) > _MAX_TRACKED:
-                self._fruitless.clear()
-            if now - since > self.repair_timeout:
-                # The store never caught up: accept the gap rather than stall the execution.
-                self._fruitless.pop(eid, None)
-                self.counters.drops += 1
-                self._answer(req, None, 0, now, give_up=True)
-                return
-        self._answer(req, None if failed else events, last, now)
+            if rel.execution_id == execution_id:
+                out.append(rel)
+        return out
 
-    def _answer(
-        self,
-        req: Request,
-        events: list[Event] | None,
-        last: int,
-        now: float,
-        *,
-        give_up: bool = False,
-    ) -> None:
-        if events is None:
-            self.core.on_fetch_failed(req, now, give_up=give_up)
-        else:
-            self.core.on_events(req.execution_id, events, last, now)
-        self._release_ready()
-        self._service()
+    async def _answer_lane(self, mode: Mode, request: Request) -> None:
+        reply = await self.answer(request)
+        lane = self.lanes[mode]
+        lane.on_reply(request, reply, time.monotonic())
+        self._release(mode)
+
+    async def lookup_owner(self, execution_id: str) -> None:
+        """Learn an execution's owner from the state service (auth on; waiting items relayed
+        then). Not stored yet is asked again until ``repair_timeout``; then its items drop."""
+        deadline = time.monotonic() + self.repair_timeout
+        delay = 0.02
+        try:
+            while not self.owners.known(execution_id):
+                try:
+                    state = await self.client.snapshot(execution_id)
+                except NotFoundError:
+                    pass
+                except ZmqmonError:
+                    pass
+                else:
+                    self.learn_owner(execution_id, state.user_id)
+                    return
+                if time.monotonic() > deadline:
+                    self.counters.drops += len(self.owners.release(execution_id))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        finally:
+            self.owners.looking_up.discard(execution_id)
 
     # -- fan-out -------------------------------------------------------------------------------
 
-    def _release(self, event: Event, payload: bytes) -> None:
-        execution_id = event.execution_id
-        if isinstance(event, ExecutionStarted):
-            self.set_owner(execution_id, event.data.user_id)
-        if self.auth_enabled and execution_id not in self.owners:
+    def _release(self, mode: Mode) -> None:
+        """Fan out what a lane delivered."""
+        take = self.lanes[mode].take_ready
+        while (item := take()) is not None:
+            self._fan_out(mode, item)
+
+    def _fan_out(self, mode: Mode, item: Item) -> None:
+        eid = item.execution_id
+        owners = self.owners
+        if isinstance(item, Relayed) and item.started:
+            if not owners.known(eid) or owners.owner(eid) != item.user_id:
+                self.learn_owner(eid, item.user_id)
+        elif isinstance(item, Snapshot) and not owners.known(eid):
+            self.learn_owner(eid, item.state.user_id)
+        if self.auth_enabled and not owners.known(eid):
             # Nothing of an execution is relayed before its owner is known.
-            self._held.setdefault(execution_id, []).append((event, payload))
-            if execution_id not in self._owner_fetching:
-                self._owner_fetching.add(execution_id)
-                self._spawn(self._learn_owner(execution_id))
+            self.counters.drops += len(owners.hold(eid, (mode, item)))
+            if eid not in owners.looking_up:
+                owners.looking_up.add(eid)
+                self.spawn(self.lookup_owner(eid))
             return
-        ev_type = event.type
-        owner = self.owners.get(execution_id)
-        groups: list[set[Sink]] = []
-        holders = self._by_exec.get(execution_id)
-        if holders:
-            groups.append(holders)
-        holders = self._by_workflow.get(event.workflow_id)
-        if holders:
-            groups.append(holders)
-        if self._by_topic:
-            topic = f"exec/{execution_id}/{ev_type}"
-            for prefix, sinks in self._by_topic.items():
-                if topic.startswith(prefix):
-                    groups.append(sinks)
-        if not groups:
+        if isinstance(item, Relayed):
+            own, others = self.routes.targets(mode, eid, item.workflow_id, item.type)
+            frame = item.frame
+        else:
+            own, others = self.routes.targets(mode, eid, item.state.workflow_id, None)
+            frame = snapshot_frame(item.state) if others else b""
+        if not own and not others:
             return
-        # One connection gets an event once, however many of its subscriptions match.
-        targets = groups[0] if len(groups) == 1 else set().union(*groups)
-        frame = text_frame(payload)  # the same bytes for every client: encoded once
-        seq = event.seq
+        owner = owners.owner(eid)
         sent = 0
-        for sink in targets:
-            st = sink.state
-            who = st.principal  # Principal.can_see, inlined: this runs per client per event
+        for sink in own:
+            who = sink.state.principal
+            if who.admin or (who.user is not None and owner == who.user):
+                sink.feed(item)
+        for sink in others:
+            who = sink.state.principal  # Principal.can_see, inlined: per client per event
             if not who.admin and (who.user is None or owner != who.user):
                 continue
-            # route() keeps the cursor of an execution subscription (catch-up, none twice)
-            if st.executions and st.route(execution_id, seq, payload) is None:
-                continue
-            sink.send_frame(frame)
-            sent += 1
-        self.counters.events_out += sent
-
-    async def _learn_owner(self, execution_id: str) -> None:
-        deadline = time.monotonic() + self.repair_timeout
-        try:
-            while True:
-                try:
-                    snap = await self.state.snapshot(execution_id)
-                    self.set_owner(execution_id, snap.get("userId"))
-                    break
-                except NotFoundError:
-                    pass  # the store has not written it yet
-                except ZmqmonError:
-                    pass
-                if time.monotonic() > deadline:
-                    held = self._held.pop(execution_id, [])
-                    self.counters.drops += len(held)  # owner unknown: relay nothing of it
-                    return
-                await asyncio.sleep(0.05)
-        finally:
-            self._owner_fetching.discard(execution_id)
-        for event, payload in self._held.pop(execution_id, []):
-            self._release(event, payload)
-
-    async def close(self) -> None:
-        """Stop every fetch and the upstream reader."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.upstream.close()
+            if sink.tracks(eid):
+                sink.feed(item)  # its own core orders it with what it fetched
+            else:
+                sink.relay(eid, frame)
+                sent += 1
+        if isinstance(item, Relayed):
+            self.counters.events_out += sent
+        else:
+            self.counters.snapshots_out += sent

@@ -51,14 +51,29 @@ class _Collector:
         )
         yield GaugeMetricFamily(
             "zmqmon_bridge_upstream_alive",
-            "1 if a heartbeat was seen recently",
-            value=1 if hub.upstream.alive() else 0,
+            "1 if the event stream spoke recently (any message)",
+            value=1 if hub.alive() else 0,
+        )
+        yield GaugeMetricFamily(
+            "zmqmon_bridge_buffered_events",
+            "Live events held ahead of gaps (all lanes; bounded)",
+            value=sum(lane.buffered for lane in hub.lanes.values()),
         )
         yield CounterMetricFamily(
             "zmqmon_bridge_events_in", "Events received from ZeroMQ", value=c.events_in
         )
         yield CounterMetricFamily(
             "zmqmon_bridge_events_out", "Event deliveries to clients", value=c.events_out
+        )
+        yield CounterMetricFamily(
+            "zmqmon_bridge_skipped_live",
+            "Live events not decoded: their execution was being caught up from the store",
+            value=c.skipped_live,
+        )
+        yield CounterMetricFamily(
+            "zmqmon_bridge_snapshots_out",
+            "State-mode snapshot messages sent (backlogs replaced)",
+            value=c.snapshots_out,
         )
         yield CounterMetricFamily(
             "zmqmon_bridge_drops", "Events or messages dropped (invalid, unrepaired)", value=c.drops

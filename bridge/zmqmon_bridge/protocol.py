@@ -7,22 +7,23 @@ answers. It holds:
 * parsing and validation of client messages, with the contract's error codes;
 * what a principal (the token's user) may see;
 * a token bucket per connection and the strike rule that turns "over the limit" into a close;
-* the subscriptions a connection holds, and for each execution subscription the delivery cursor
-  (``delivered``) that makes "in order, none twice" true across snapshot, resume and live events.
+* the subscriptions a connection holds (:class:`Subscription` values, each with its delivery mode)
+  and the congestion policy that follows from them.
 
-The upstream stream itself (order, duplicates, gaps, lost tails, joins) is repaired once for the
-whole bridge by the project's one repair logic, :class:`zmqmon.core.clone.CloneCore`, which the
-hub (:mod:`zmqmon_bridge.hub`) drives.
+Order, duplicates, gaps, catch-up from the store and state-mode snapshots are decided by the
+project's one repair logic, :class:`zmqmon.core.clone.CloneCore`: once for the whole bridge per
+delivery mode (the hub's lanes) and once per connection for its execution subscriptions.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
-from zmqmon.core.wire import dumps, loads
+from zmqmon.core.delivery import MODES, Mode
+from zmqmon.core.wire import EXEC_PREFIX, dumps, execution_prefix, loads
 from zmqmon.errors import ProtocolError
 
 __all__ = [
@@ -33,11 +34,12 @@ __all__ = [
     "MAX_ID_LENGTH",
     "ClientMessage",
     "ClientMessageError",
+    "MAX_SEQ",
     "ConnectionState",
-    "ExecSub",
     "Kind",
     "Principal",
     "RateLimiter",
+    "Subscription",
     "TokenBucket",
     "control",
     "error_message",
@@ -58,6 +60,7 @@ ERROR_CODES: Final = (
     "forbidden",
     "rate_limited",
     "unauthorized",
+    "unavailable",
 )
 MAX_ID_LENGTH: Final = 256
 
@@ -67,6 +70,8 @@ _KEYS: Final[dict[str, Kind]] = {
     "workflowId": "workflow",
     "topic": "topic",
 }
+_NAMES: Final[dict[Kind, str]] = {kind: name for name, kind in _KEYS.items()}
+MAX_SEQ: Final = 2**63 - 1  # SQLite's integers: a larger afterSeq names nothing
 
 
 class ClientMessageError(ProtocolError):
@@ -78,14 +83,34 @@ class ClientMessageError(ProtocolError):
         self.message = message
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """What a subscription selects: an execution, a workflow, or a raw topic prefix."""
+
+    kind: Kind
+    value: str
+
+    @property
+    def upstream_prefix(self) -> str:
+        """The ZMQ prefix it needs (topics carry no workflow id: a workflow needs ``exec/``)."""
+        if self.kind == "execution":
+            return execution_prefix(self.value)
+        return EXEC_PREFIX if self.kind == "workflow" else self.value
+
+    @property
+    def key(self) -> dict[str, str]:
+        """How messages name it: ``{"executionId": …}``, ``{"workflowId": …}``, ``{"topic": …}``."""
+        return {_NAMES[self.kind]: self.value}
+
+
+@dataclass(frozen=True, slots=True)
 class ClientMessage:
     """One validated client message: ``subscribe``, ``unsubscribe`` or ``ping``."""
 
     type: Literal["subscribe", "unsubscribe", "ping"]
-    kind: Kind | None = None
-    value: str = ""
+    subscription: Subscription | None = None
     after_seq: int | None = None
+    mode: Mode = "log"
 
 
 def _check_id(kind: Kind, value: object) -> str:
@@ -130,9 +155,23 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         after = obj["afterSeq"]
         if kind != "execution" or kind_of_msg != "subscribe":
             raise ClientMessageError("invalid_message", "afterSeq goes with subscribe executionId")
-        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise ClientMessageError("invalid_message", "afterSeq must be an integer >= 0")
-    return ClientMessage(kind_of_msg, kind, value, after)  # type: ignore[arg-type]
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_SEQ:
+            raise ClientMessageError(
+                "invalid_message", f"afterSeq must be an integer from 0 to {MAX_SEQ}"
+            )
+    mode = obj.get("mode")
+    if mode is None:
+        mode = "log"
+    elif kind_of_msg != "subscribe":
+        raise ClientMessageError("invalid_message", "mode goes with subscribe")
+    elif mode not in MODES:
+        raise ClientMessageError("invalid_message", "mode must be 'log' or 'state'")
+    return ClientMessage(
+        kind_of_msg,  # type: ignore[arg-type]
+        Subscription(kind, value),
+        after,
+        mode,  # type: ignore[arg-type]
+    )
 
 
 def control(type_: str, **fields: Any) -> bytes:
@@ -225,100 +264,49 @@ class RateLimiter:
 # --- a connection's subscriptions ----------------------------------------------------------------
 
 
-@dataclass
-class ExecSub:
-    """A connection's subscription to one execution.
-
-    ``delivered`` is the last seq sent to the client. While ``catching_up`` (the snapshot or the
-    stored events are being fetched), live events wait in ``buffer``.
-    """
-
-    delivered: int = 0
-    catching_up: bool = True
-    buffer: list[tuple[int, bytes]] = field(default_factory=list)
-
-
 class ConnectionState:
-    """What one WebSocket connection holds: who it is, its subscriptions, its rate limiter."""
+    """What one WebSocket connection holds: who it is, its subscriptions (each with its delivery
+    mode), its rate limiter."""
 
     def __init__(self, connection_id: str, principal: Principal, limiter: RateLimiter) -> None:
         self.id = connection_id
         self.principal = principal
         self.limiter = limiter
-        self.executions: dict[str, ExecSub] = {}
-        self.workflows: set[str] = set()
-        self.topics: set[str] = set()
+        self.subscriptions: dict[Subscription, Mode] = {}
+        self._log_count = 0  # subscriptions in log mode
 
     @property
     def subscription_count(self) -> int:
         """How many subscriptions of any kind it holds."""
-        return len(self.executions) + len(self.workflows) + len(self.topics)
+        return len(self.subscriptions)
 
-    def holds(self, kind: Kind, value: str) -> bool:
-        """Whether it already holds that subscription."""
-        if kind == "execution":
-            return value in self.executions
-        return value in (self.workflows if kind == "workflow" else self.topics)
+    @property
+    def log_policy(self) -> bool:
+        """True while it holds a ``log``-mode subscription: a client too slow for it is closed
+        (1013) rather than skipped; with only ``state``-mode ones it is never closed for that."""
+        return self._log_count > 0
 
-    def add(self, kind: Kind, value: str) -> ExecSub | None:
-        """Record a subscription; for an execution, returns its (catching-up) cursor."""
-        if kind == "execution":
-            sub = self.executions[value] = ExecSub()
-            return sub
-        (self.workflows if kind == "workflow" else self.topics).add(value)
-        return None
+    def holds(self, sub: Subscription) -> Mode | None:
+        """The mode it holds a subscription in, or None."""
+        return self.subscriptions.get(sub)
 
-    def remove(self, kind: Kind, value: str) -> bool:
-        """Drop a subscription; False if it was not held."""
-        if kind == "execution":
-            return self.executions.pop(value, None) is not None
-        target = self.workflows if kind == "workflow" else self.topics
-        if value in target:
-            target.remove(value)
-            return True
-        return False
+    def add(self, sub: Subscription, mode: Mode) -> None:
+        """Record a subscription (replacing one of another mode)."""
+        self.remove(sub)
+        self.subscriptions[sub] = mode
+        if mode == "log":
+            self._log_count += 1
 
-    def route(self, execution_id: str, seq: int, payload: bytes) -> bytes | None:
-        """An upstream event the shell found this connection wants (and may see).
+    def remove(self, sub: Subscription) -> Mode | None:
+        """Drop a subscription; returns the mode it was held in (None if it was not)."""
+        mode = self.subscriptions.pop(sub, None)
+        if mode == "log":
+            self._log_count -= 1
+        return mode
 
-        Returns the payload to send now, or None (buffered during a catch-up, or already sent).
-        """
-        sub = self.executions.get(execution_id)
-        if sub is None:
-            return payload
-        if sub.catching_up:
-            sub.buffer.append((seq, payload))
-            return None
-        if seq <= sub.delivered:
-            return None
-        sub.delivered = seq
-        return payload
-
-    def catch_up(
-        self, execution_id: str, events: list[tuple[int, bytes]], reach: int, give_up: bool = False
-    ) -> tuple[list[bytes], int | None]:
-        """Feed stored events (ascending) to a catching-up subscription.
-
-        ``reach`` is the last seq the upstream had already released when the subscription was
-        registered (those events will not come live again). Returns the payloads to send, in
-        order, and the seq the catch-up must still reach — or None: the catch-up is over (the
-        stored events joined the buffered live ones, or ``give_up``), the buffer was released.
-        """
-        sub = self.executions.get(execution_id)
-        if sub is None:
-            return [], None
-        out: list[bytes] = []
-        for seq, payload in events:
-            if seq > sub.delivered:
-                sub.delivered = seq
-                out.append(payload)
-        target = sub.buffer[0][0] - 1 if sub.buffer else reach
-        if not give_up and target > sub.delivered:
-            return out, target
-        for seq, payload in sub.buffer:
-            if seq > sub.delivered:
-                sub.delivered = seq
-                out.append(payload)
-        sub.buffer.clear()
-        sub.catching_up = False
-        return out, None
+    def clear(self) -> list[tuple[Subscription, Mode]]:
+        """Drop every subscription; returns what was held."""
+        held = list(self.subscriptions.items())
+        self.subscriptions.clear()
+        self._log_count = 0
+        return held

@@ -27,11 +27,12 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
+from zmqmon.shells.client import AsyncStateClient
 from zmqmon_bridge.auth import ANONYMOUS, Authenticator
 from zmqmon_bridge.hub import Hub
 from zmqmon_bridge.protocol import ConnectionState, RateLimiter
 from zmqmon_bridge.session import Session
-from zmqmon_bridge.upstream import DealerStateSource, Upstream
+from zmqmon_bridge.upstream import Upstream
 from zmqmon_bridge.web import WS_PATH, HttpRoutes
 
 __all__ = ["Bridge", "Limits", "run_bridge"]
@@ -67,15 +68,26 @@ for _name in ("websockets", "websockets.server", "websockets.client"):
 
 @dataclass(frozen=True)
 class Limits:
-    """The bridge's per-connection limits (all configurable)."""
+    """The bridge's limits (all configurable; ``ZMQMON_BRIDGE_<FIELD>`` overrides each).
+
+    Memory is bounded by these, whatever the event rate: ``upstream_hwm`` messages queued from
+    ZeroMQ, ``lane_buffer`` events per lane and ``session_buffer`` per connection held ahead of
+    gaps, and ``max_send_buffer`` bytes per connection's send queue.
+    """
 
     max_frame: int = 1024 * 1024  # bytes; bigger closes with 1009
     rate: float = 50.0  # client messages per second, sustained
     burst: float = 100.0  # ... and in a burst
     max_strikes: int = 20  # refused messages in a row before closing with 1008
-    max_send_buffer: int = 4 * 1024 * 1024  # bytes queued to a client before closing with 1013
+    max_send_buffer: int = 4 * 1024 * 1024  # bytes queued to a log client before 1013
     max_subscriptions: int = 256
-    repair_timeout: float = 3.0  # how long to wait for the store to fill a gap
+    repair_timeout: float = 5.0  # a gap the store makes no progress on for this long is skipped
+    upstream_hwm: int = 10_000  # messages queued from ZeroMQ before the publisher drops
+    lane_buffer: int = 10_000  # live events held ahead of gaps, per lane
+    session_buffer: int = 1000  # ... per connection (its execution subscriptions)
+    max_lag: int = 1000  # events behind before a state-mode subscription gets a snapshot
+    slow_timeout: float = 1.0  # a log client congested this long while paging is closed (1013)
+    stop_timeout: float = 2.5  # seconds to close every connection when stopping
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
@@ -149,23 +161,28 @@ class Bridge:
         """Start on the running loop: connect upstream, listen."""
         self._context = zmq.asyncio.Context()
         ctx = self._context
-        state = DealerStateSource(self.state_endpoint, ctx)
+        lim = self.limits
+        client = AsyncStateClient(self.state_endpoint, context=ctx)
         self.hub = Hub(
-            lambda on_message: Upstream(self.events, ctx, on_message),
-            state,
+            lambda on_message: Upstream(self.events, ctx, on_message, rcvhwm=lim.upstream_hwm),
+            client,
             auth_enabled=self.auth.enabled,
-            repair_timeout=self.limits.repair_timeout,
+            repair_timeout=lim.repair_timeout,
+            lane_buffer=lim.lane_buffer,
+            max_lag=lim.max_lag,
+            slow_timeout=lim.slow_timeout,
         )
-        self.hub.upstream.start()
+        self.hub.start()
         self.routes = HttpRoutes(self.hub, self.auth, time.monotonic())
         self._server = await serve(
             self._handler,
             self.host,
             self.port,
             process_request=self.routes,
-            max_size=self.limits.max_frame,
+            max_size=lim.max_frame,
             compression=None,  # per-message deflate would cost CPU on every fan-out write
             server_header="zmqmon-bridge",
+            close_timeout=1.0,  # a client that never answers a close must not hold a stop
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
@@ -173,15 +190,20 @@ class Bridge:
         return self
 
     async def astop(self) -> None:
-        """Close every connection, the listener and the upstream sockets."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Close every connection, the listener and the upstream sockets — within
+        ``limits.stop_timeout`` (connections that do not close by then are cut)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+            try:
+                await asyncio.wait_for(server.wait_closed(), self.limits.stop_timeout)
+            except TimeoutError:
+                for conn in list(server.connections):
+                    conn.transport.abort()
         await self.hub.close()
-        self.hub.state.close()
+        self.hub.client.close()
         if self._context is not None:
-            self._context.term()
+            self._context.destroy(linger=0)
             self._context = None
 
     async def _handler(self, ws: ServerConnection) -> None:
@@ -198,6 +220,7 @@ class Bridge:
             self.hub,
             max_buffer=lim.max_send_buffer,
             max_subscriptions=lim.max_subscriptions,
+            buffer_events=lim.session_buffer,
         )
         self.hub.connections.add(session)
         try:

@@ -1,40 +1,59 @@
-"""One WebSocket connection: its non-blocking send queue and its message handling.
+"""One WebSocket connection: its send queue, its own repair core, and its message handling.
 
-A :class:`Session` is the hub's :class:`~zmqmon_bridge.hub.Sink` for one client. Writes never
-await: frames are queued and the hub flushes every queue once per loop turn, in one
-``transport.write`` per connection (coalescing many events in one syscall), unless the transport's
-buffer (the connection's bounded send queue) would then hold more than ``max_buffer`` bytes — the
-client is too slow, and it is closed with 1013. Messages from the client are handled one at a
-time, in order.
+A :class:`Session` is the hub's :class:`~zmqmon_bridge.hub.Sink` for one client.
+
+**Execution subscriptions** are tracked by the session's own :class:`~zmqmon.core.clone.CloneCore`
+(no reducer): the snapshot or ``afterSeq`` start, the catch-up from the store at this client's
+pace, the order and the "none twice" of what it sends are this client's alone. Workflow and topic
+subscriptions are relayed as the hub's lanes deliver them.
+
+**Writes never await**: frames are queued and the hub flushes every queue once per loop turn, in
+one ``transport.write`` per connection. What happens when the client reads too slowly depends on
+its subscriptions (contract §5):
+
+* holding any ``log``-mode subscription, its send queue is bounded by ``max_buffer`` bytes; past
+  it the client is closed with 1013 (it resumes with ``afterSeq``). Catch-up pages are fetched only
+  while its queue is below ``low_water``.
+* with only ``state``-mode subscriptions it is never closed for that: past ``high_water`` nothing
+  more is queued for it, and the executions it missed are noted (bounded); once it has drained
+  below ``low_water``, each gets a fresh snapshot and what follows it (:meth:`CloneCore.resync`).
+
+Messages from the client are handled one at a time, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections import OrderedDict
+from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from zmqmon.core.clone import CloneCore
+from zmqmon.core.delivery import Mode, Request, Snapshot
 from zmqmon.core.events import format_timestamp
-from zmqmon.core.wire import dumps
-from zmqmon.errors import NotFoundError, ServiceError, ServiceUnavailableError
-from zmqmon_bridge.hub import Hub
+from zmqmon.errors import NotFoundError, ZmqmonError
+from zmqmon_bridge.hub import Hub, Item
 from zmqmon_bridge.protocol import (
     CLOSE_POLICY,
     CLOSE_TRY_AGAIN,
     ClientMessage,
     ClientMessageError,
     ConnectionState,
+    Subscription,
     control,
     error_message,
     parse_client_message,
     text_frame,
 )
+from zmqmon_bridge.relayed import Relayed, snapshot_frame
 
 __all__ = ["Session"]
+
+_MAX_STALE: Final = 1024  # executions a congested state-mode client is owed a re-sync of
 
 
 class Session:
@@ -48,31 +67,94 @@ class Session:
         *,
         max_buffer: int,
         max_subscriptions: int,
+        buffer_events: int = 1000,
+        page_size: int = 500,
     ) -> None:
         self.ws = ws
         self.state = state
         self.hub = hub
         self.max_buffer = max_buffer
+        self.high_water = max_buffer // 2
+        self.low_water = min(256 * 1024, max_buffer // 4)
         self.max_subscriptions = max_subscriptions
+        self.core: CloneCore[Relayed] = CloneCore(
+            keep_states=False,
+            snapshot_joins=False,
+            max_buffer=buffer_events,
+            page_size=page_size,
+            repair_timeout=hub.repair_timeout,
+        )
         self.closing = False
         self._close_task: asyncio.Task[None] | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._stale: OrderedDict[str, None] = OrderedDict()
 
     # -- output ---------------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> None:
-        """Queue one text message (see :meth:`send_frame`)."""
-        self.send_frame(text_frame(data))
+    def _buffered(self) -> int:
+        transport: Any = self.ws.transport
+        size: int = transport.get_write_buffer_size() if transport is not None else 0
+        return size + self._pending_bytes
 
-    def send_frame(self, frame: bytes) -> None:
-        """Queue one encoded frame; the hub flushes every queue once per loop turn."""
+    def congested(self) -> bool:
+        """Is the send queue above the low-water mark?"""
+        return self._buffered() > self.low_water
+
+    def send(self, data: bytes) -> None:
+        """Queue one text message (control messages: always queued)."""
+        self._queue(text_frame(data))
+
+    def _queue(self, frame: bytes) -> None:
         if self.closing:
             return
         if not self._pending:
             self.hub.mark_dirty(self)
         self._pending.append(frame)
         self._pending_bytes += len(frame)
+
+    def _send_item(self, execution_id: str, frame: bytes) -> bool:
+        """Queue a relayed frame under the congestion policy; False if it was not queued."""
+        if self.closing:
+            return False
+        if not self.state.log_policy and self._buffered() + len(frame) > self.high_water:
+            self._note_stale(execution_id)
+            return False
+        self._queue(frame)
+        return True
+
+    def relay(self, execution_id: str, frame: bytes) -> None:
+        """An item one of its workflow or topic subscriptions selects."""
+        self._send_item(execution_id, frame)
+
+    def tracks(self, execution_id: str) -> bool:
+        """Does its own core track this execution?"""
+        return self.core.tracks(execution_id)
+
+    def feed(self, item: Item) -> None:
+        """An item of an execution its own core tracks."""
+        if isinstance(item, Snapshot):
+            self.core.offer_snapshot(item.state)
+        else:
+            self.core.on_event(item)
+        self._take_ready()
+
+    def _take_ready(self) -> None:
+        take = self.core.take_ready
+        counters = self.hub.counters
+        while (item := take()) is not None:
+            if isinstance(item, Snapshot):
+                if self._send_item(item.execution_id, snapshot_frame(item.state)):
+                    counters.snapshots_out += 1
+            elif self._send_item(item.execution_id, item.frame):
+                counters.events_out += 1
+
+    def _note_stale(self, execution_id: str) -> None:
+        stale = self._stale
+        stale[execution_id] = None
+        stale.move_to_end(execution_id)
+        if len(stale) > _MAX_STALE:
+            stale.popitem(last=False)
 
     def flush(self) -> None:
         """Write what is queued in one write; a full send queue closes the client with 1013.
@@ -92,6 +174,10 @@ class Session:
             self.close(CLOSE_TRY_AGAIN, "too slow: send queue full")
             return
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def close_slow(self) -> None:
+        """Close for being too slow (1013): it may resume with ``afterSeq``."""
+        self.close(CLOSE_TRY_AGAIN, "too slow: send queue full")
 
     def close(self, code: int, reason: str) -> None:
         """Close without waiting; the hub forgets the connection right away."""
@@ -118,6 +204,36 @@ class Session:
         """Send an ``error`` message (and count it)."""
         self.hub.counters.error(code)
         self.send(error_message(code, message, **fields))
+
+    # -- its own core's requests ---------------------------------------------------------------
+
+    def service(self, now: float) -> None:
+        """Serve its core's requests (pages only while it keeps up) and owed re-syncs."""
+        if self.closing or not (self._stale or self.core.has_pending):
+            return
+        if self._stale and self._buffered() <= self.low_water:
+            stale, self._stale = self._stale, OrderedDict()
+            for eid in stale:
+                if self._still_wanted(eid):
+                    self.core.resync(eid)
+        room = 0 if self.congested() else self.core.page_size
+        for request in self.core.poll(now, room):
+            self.hub.spawn(self._answer(request))
+
+    def _still_wanted(self, execution_id: str) -> bool:
+        """Does a subscription still select it (a re-sync of what no one wants is skipped)?"""
+        subs = self.state.subscriptions
+        if Subscription("execution", execution_id) in subs:
+            return True
+        return any(s.kind != "execution" for s in subs)
+
+    async def _answer(self, request: Request) -> None:
+        reply = await self.hub.answer(request)
+        if self.closing:
+            return
+        self.core.on_reply(request, reply, time.monotonic())
+        self._take_ready()
+        self.service(time.monotonic())  # page on at once
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -171,102 +287,75 @@ class Session:
         if msg.type == "ping":
             self.send(control("pong", timestamp=format_timestamp(time.time())))
             return
-        assert msg.kind is not None
-        key = _key(msg)
+        sub = msg.subscription
+        assert sub is not None
         if msg.type == "unsubscribe":
-            if self.state.remove(msg.kind, msg.value):
-                self.hub.unindex(self, msg.kind, msg.value)
-            self.send(control("unsubscribed", **key))
+            self._remove(sub)
+            self.send(control("unsubscribed", **sub.key))
             return
-        if msg.kind != "execution":
-            if not self.state.holds(msg.kind, msg.value):
-                if self.state.subscription_count >= self.max_subscriptions:
+        if sub.kind != "execution":
+            held = self.state.holds(sub)
+            if held != msg.mode:
+                if held is None and self.state.subscription_count >= self.max_subscriptions:
                     self.error("invalid_message", "too many subscriptions on this connection")
                     return
-                self.state.add(msg.kind, msg.value)
-                self.hub.index(self, msg.kind, msg.value)
-            self.send(control("subscribed", **key))
+                self._remove(sub)
+                self.state.add(sub, msg.mode)
+                self.hub.subscribe(self, sub, msg.mode)
+            self.send(control("subscribed", **sub.key))
             return
-        await self._subscribe_execution(msg.value, msg.after_seq)
+        await self._subscribe_execution(sub, msg.after_seq, msg.mode)
 
-    async def _subscribe_execution(self, execution_id: str, after_seq: int | None) -> None:
-        st, hub = self.state, self.hub
-        if st.remove("execution", execution_id):  # subscribing again starts over
-            hub.unindex(self, "execution", execution_id)
-        elif st.subscription_count >= self.max_subscriptions:
+    def _remove(self, sub: Subscription) -> None:
+        mode = self.state.remove(sub)
+        if mode is not None:
+            self.hub.unsubscribe(self, sub, mode)
+        if sub.kind == "execution":
+            self.core.unsubscribe_execution(sub.value)
+
+    async def _subscribe_execution(
+        self, sub: Subscription, after_seq: int | None, mode: Mode
+    ) -> None:
+        execution_id = sub.value
+        if self.state.holds(sub) is not None:
+            self._remove(sub)  # subscribing again starts over
+        elif self.state.subscription_count >= self.max_subscriptions:
             self.error("invalid_message", "too many subscriptions on this connection")
             return
-        # Subscribe upstream FIRST, then fetch: live events meanwhile wait in the cursor's buffer.
-        sub = st.add("execution", execution_id)
-        assert sub is not None
-        hub.index(self, "execution", execution_id)
-        reach = hub.released(execution_id)  # fanned out already: they will not come live again
+        # Subscribe upstream FIRST, then ask: live events meanwhile wait in the core's buffer.
+        self.state.add(sub, mode)
+        self.hub.subscribe(self, sub, mode)
+        request = self.core.subscribe_execution(execution_id, after_seq, mode=mode)
         try:
-            snap = await hub.state.snapshot(execution_id)
-        except (NotFoundError, ServiceError, ServiceUnavailableError) as exc:
-            self._undo(execution_id)
-            if isinstance(exc, NotFoundError):
-                self.error("not_found", f"no execution {execution_id!r}", executionId=execution_id)
-            else:
-                self.error(
-                    "not_found",
-                    f"execution {execution_id!r} unavailable: {exc}",
-                    executionId=execution_id,
-                )
+            snap = await self.hub.client.snapshot(execution_id)
+        except NotFoundError:
+            self._undo(sub)
+            self.error("not_found", f"no execution {execution_id!r}", executionId=execution_id)
             return
-        owner = snap.get("userId")
-        hub.set_owner(execution_id, owner)
-        if not st.principal.can_see(owner):
-            self._undo(execution_id)
+        except ZmqmonError as exc:
+            self._undo(sub)
+            self.error(
+                "unavailable",
+                f"execution {execution_id!r}: state service unavailable: {exc}",
+                executionId=execution_id,
+            )
+            return
+        self.hub.learn_owner(execution_id, snap.user_id)
+        if not self.state.principal.can_see(snap.user_id):
+            self._undo(sub)
             self.error(
                 "forbidden", f"execution {execution_id!r} is not yours", executionId=execution_id
             )
             return
-        if st.executions.get(execution_id) is not sub:
-            return  # unsubscribed or closed meanwhile
+        if self.state.holds(sub) != mode or self.closing:
+            return  # unsubscribed, re-subscribed or closed meanwhile
         self.send(control("subscribed", executionId=execution_id))
-        if after_seq is None:
-            self.send(dumps({"type": "snapshot", "executionId": execution_id, "execution": snap}))
-            sub.delivered = int(snap.get("lastSeq") or 0)
-        else:
-            sub.delivered = after_seq
-        await self._catch_up(execution_id, reach)
+        if request is not None:
+            self._queue(snapshot_frame(snap))
+            self.core.on_reply(request, snap, time.monotonic())
+        self._take_ready()
+        self.service(time.monotonic())
 
-    def _undo(self, execution_id: str) -> None:
-        if self.state.remove("execution", execution_id):
-            self.hub.unindex(self, "execution", execution_id)
-
-    async def _catch_up(self, execution_id: str, reach: int) -> None:
-        """Send stored events after the cursor until they join the live ones."""
-        hub = self.hub
-        deadline = time.monotonic() + hub.repair_timeout
-        delay = 0.01
-        while True:
-            sub = self.state.executions.get(execution_id)
-            if sub is None or self.closing:
-                return
-            try:
-                events, stored_last = await hub.state.events(execution_id, sub.delivered, 1000)
-            except (ServiceError, ServiceUnavailableError):
-                events, stored_last = [], 0
-            items = [(e["seq"], dumps(e)) for e in events if isinstance(e.get("seq"), int)]
-            reach = max(reach, stored_last)
-            give_up = not items and time.monotonic() > deadline
-            out, missing = self.state.catch_up(execution_id, items, reach, give_up)
-            for payload in out:
-                self.send(payload)
-            hub.counters.events_out += len(out)
-            if missing is None:
-                done = self.state.executions.get(execution_id)
-                if done is not None:
-                    hub.baseline(execution_id, done.delivered)
-                return
-            if not items:
-                await asyncio.sleep(delay)  # the store lags the live stream a little
-                delay = min(delay * 2, 0.2)
-
-
-def _key(msg: ClientMessage) -> dict[str, str]:
-    name = {"execution": "executionId", "workflow": "workflowId", "topic": "topic"}
-    assert msg.kind is not None
-    return {name[msg.kind]: msg.value}
+    def _undo(self, sub: Subscription) -> None:
+        if self.state.holds(sub) is not None:
+            self._remove(sub)

@@ -94,7 +94,7 @@ class HttpRoutes:
     def health(self) -> dict[str, Any]:
         """The body of ``/api/ws/health``."""
         hub = self.hub
-        alive = hub.upstream.alive()
+        alive = hub.alive()
         return {
             "status": "ok" if alive else "degraded",
             "connections": len(hub.connections),
@@ -144,10 +144,11 @@ class HttpRoutes:
         except AuthError as exc:
             return respond(conn, 401, dumps({"error": str(exc)}), "application/json")
         try:
-            states = await self.hub.state.executions(100)
+            states = await self.hub.client.executions(limit=100)
         except ZmqmonError as exc:
             return respond(conn, 503, dumps({"error": str(exc)}), "application/json")
-        visible = [s for s in states if principal.can_see(s.get("userId"))]
+        visible = [s for s in states if principal.can_see(s.user_id)]
         for s in visible:
-            self.hub.set_owner(str(s.get("executionId")), s.get("userId"))
-        return respond(conn, 200, dumps({"executions": visible}), "application/json")
+            self.hub.learn_owner(s.execution_id, s.user_id)
+        body = {"executions": [s.to_json_dict() for s in visible]}
+        return respond(conn, 200, dumps(body), "application/json")

@@ -11,6 +11,7 @@ from zmqmon_bridge.protocol import (
     ConnectionState,
     Principal,
     RateLimiter,
+    Subscription,
     TokenBucket,
     control,
     error_message,
@@ -39,21 +40,27 @@ def conn(principal: Principal | None = None) -> ConnectionState:
         ('{"type": "ping"}', ClientMessage("ping")),
         (
             '{"type": "subscribe", "executionId": "e1"}',
-            ClientMessage("subscribe", "execution", "e1"),
+            ClientMessage("subscribe", Subscription("execution", "e1")),
         ),
         (
             '{"type": "subscribe", "executionId": "e1", "afterSeq": 7}',
-            ClientMessage("subscribe", "execution", "e1", 7),
+            ClientMessage("subscribe", Subscription("execution", "e1"), 7),
         ),
-        ('{"type": "subscribe", "workflowId": "w"}', ClientMessage("subscribe", "workflow", "w")),
-        ('{"type": "subscribe", "topic": "exec/"}', ClientMessage("subscribe", "topic", "exec/")),
+        (
+            '{"type": "subscribe", "workflowId": "w", "mode": "state"}',
+            ClientMessage("subscribe", Subscription("workflow", "w"), mode="state"),
+        ),
+        (
+            '{"type": "subscribe", "topic": "exec/", "mode": "log"}',
+            ClientMessage("subscribe", Subscription("topic", "exec/")),
+        ),
         (
             '{"type": "unsubscribe", "topic": "exec/x/"}',
-            ClientMessage("unsubscribe", "topic", "exec/x/"),
+            ClientMessage("unsubscribe", Subscription("topic", "exec/x/")),
         ),
         (
             b'{"type": "unsubscribe", "executionId": "e"}',
-            ClientMessage("unsubscribe", "execution", "e"),
+            ClientMessage("unsubscribe", Subscription("execution", "e")),
         ),
     ],
 )
@@ -82,6 +89,13 @@ def test_valid_messages(raw: str, expected: ClientMessage) -> None:
         ('{"type": "subscribe", "executionId": "e", "afterSeq": "3"}', "invalid_message"),
         ('{"type": "subscribe", "executionId": "e", "afterSeq": true}', "invalid_message"),
         ('{"type": "subscribe", "topic": "exec/", "afterSeq": 3}', "invalid_message"),
+        (
+            '{"type": "subscribe", "executionId": "e", "afterSeq": 9223372036854775808}',
+            "invalid_message",
+        ),
+        ('{"type": "subscribe", "topic": "exec/", "mode": "fast"}', "invalid_message"),
+        ('{"type": "subscribe", "topic": "exec/", "mode": 1}', "invalid_message"),
+        ('{"type": "unsubscribe", "topic": "exec/", "mode": "log"}', "invalid_message"),
     ],
 )
 def test_invalid_messages_name_their_code(raw: str, code: str) -> None:
@@ -140,73 +154,28 @@ def test_rate_limiter_strikes_then_close_and_a_good_message_resets() -> None:
 # -- a connection's subscriptions ----------------------------------------------------------------
 
 
-def test_subscriptions_are_counted_added_and_removed() -> None:
+def test_subscriptions_are_counted_with_their_mode_and_set_the_policy() -> None:
     c = conn()
-    c.add("topic", "exec/")
-    c.add("workflow", "w")
-    c.add("execution", "e")
-    assert c.subscription_count == 3
-    assert c.holds("topic", "exec/") and c.holds("execution", "e")
-    assert c.remove("workflow", "w") and not c.remove("workflow", "w")
-    assert c.remove("execution", "e") and not c.holds("execution", "e")
-    assert c.subscription_count == 1
-
-
-def test_route_without_execution_subscription_passes_everything() -> None:
-    c = conn()
-    c.add("topic", "exec/")
-    assert c.route("e", 1, b"p1") == b"p1"
-
-
-def test_catch_up_buffers_live_events_then_joins_them_none_twice() -> None:
-    c = conn()
-    sub = c.add("execution", "e")
-    assert sub is not None
-    sub.delivered = 3  # the snapshot's lastSeq
-    # live events arrive while stored ones are fetched
-    assert c.route("e", 6, b"6") is None
-    assert c.route("e", 7, b"7") is None
-    # the store had up to 5: 4, 5 then the buffered 6, 7
-    out, missing = c.catch_up("e", [(2, b"2"), (3, b"3"), (4, b"4"), (5, b"5")], reach=0)
-    assert out == [b"4", b"5", b"6", b"7"] and missing is None
-    assert c.route("e", 7, b"7") is None  # already sent
-    assert c.route("e", 8, b"8") == b"8"
-
-
-def test_catch_up_waits_until_the_store_reaches_the_live_stream() -> None:
-    c = conn()
-    sub = c.add("execution", "e")
-    assert sub is not None
-    sub.delivered = 0
-    c.route("e", 9, b"9")
-    out, missing = c.catch_up("e", [(1, b"1"), (2, b"2")], reach=0)
-    assert out == [b"1", b"2"] and missing == 8  # the store lags: 3..8 still to come
-    out, missing = c.catch_up(
-        "e", [(3, b"3"), (4, b"4"), (5, b"5"), (6, b"6"), (7, b"7"), (8, b"8")], 0
+    topic, wf, ex = (
+        Subscription("topic", "exec/"),
+        Subscription("workflow", "w"),
+        Subscription("execution", "e"),
     )
-    assert out == [b"3", b"4", b"5", b"6", b"7", b"8", b"9"] and missing is None
+    c.add(topic, "state")
+    c.add(wf, "state")
+    assert c.subscription_count == 2 and not c.log_policy  # state only: never closed for slow
+    c.add(ex, "log")
+    assert c.log_policy and c.holds(ex) == "log" and c.holds(topic) == "state"
+    c.add(ex, "state")  # the same subscription in another mode replaces it
+    assert c.subscription_count == 3 and not c.log_policy
+    assert c.remove(wf) == "state" and c.remove(wf) is None
+    assert sorted(s.kind for s, _ in c.clear()) == ["execution", "topic"]
+    assert c.subscription_count == 0
 
 
-def test_catch_up_reaches_what_was_released_before_registration() -> None:
-    c = conn()
-    sub = c.add("execution", "e")
-    assert sub is not None
-    sub.delivered = 2
-    out, missing = c.catch_up("e", [], reach=4)  # 3, 4 went out before this client came
-    assert out == [] and missing == 4
-    out, missing = c.catch_up("e", [(3, b"3"), (4, b"4")], reach=4)
-    assert out == [b"3", b"4"] and missing is None
-
-
-def test_catch_up_can_give_up_and_release_the_buffer() -> None:
-    c = conn()
-    sub = c.add("execution", "e")
-    assert sub is not None
-    c.route("e", 5, b"5")
-    out, missing = c.catch_up("e", [], reach=0, give_up=True)
-    assert out == [b"5"] and missing is None
-
-
-def test_catch_up_of_a_dropped_subscription_is_a_no_op() -> None:
-    c = conn()
-    assert c.catch_up("gone", [(1, b"1")], reach=0) == ([], None)
+def test_a_subscription_names_its_upstream_prefix_and_message_key() -> None:
+    assert Subscription("execution", "x").upstream_prefix == "exec/x/"
+    assert Subscription("workflow", "w").upstream_prefix == "exec/"
+    assert Subscription("topic", "exec/ab").upstream_prefix == "exec/ab"
+    assert Subscription("workflow", "w").key == {"workflowId": "w"}
+    assert Subscription("execution", "x").key == {"executionId": "x"}

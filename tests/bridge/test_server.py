@@ -28,7 +28,11 @@ async def wait_done(handle: Any) -> None:
 
 
 def refcounts(bridge: Bridge) -> dict[str, int]:
-    return dict(bridge.call(lambda: bridge.hub.upstream.refcounts))
+    """Upstream prefix → subscriptions holding it; the SUB socket holds exactly those prefixes."""
+    hub = bridge.hub
+    held, socket = bridge.call(lambda: (hub.routes.upstream_prefixes, hub.upstream.refcounts))
+    assert set(socket) == set(held) and all(n == 1 for n in socket.values())
+    return held
 
 
 async def test_ping_and_every_message_error_keep_the_connection_open(bridge: Bridge) -> None:

@@ -174,7 +174,6 @@ def test_a_hole_in_the_store_is_skipped_at_once() -> None:
 def test_state_mode_replaces_a_backlog_past_max_lag_with_a_snapshot() -> None:
     events = make_events(n=500)
     core = CloneCore[Event](mode="state", max_lag=50)
-    store = Store(events)
     subscribe(core, "e1")
     for e in events[:10]:
         core.on_event(e)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import zmq
 
+from zmqmon.core import calls
 from zmqmon.core.events import AgentProgress
 from zmqmon.core.requests import encode_error, encode_ok
 from zmqmon.core.state import ExecutionState
@@ -23,7 +24,6 @@ from zmqmon.errors import (
     ProtocolError,
     ServiceUnavailableError,
 )
-from zmqmon.core import calls
 from zmqmon.shells.client import AsyncStateClient, StateClient
 
 DEFINITION = {"name": "W", "agents": [{"id": "a", "uses": "zmqmon.demo:work"}]}

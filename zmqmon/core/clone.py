@@ -393,8 +393,8 @@ class CloneCore(Generic[E]):
         """A snapshot obtained elsewhere (a relay's upstream re-snapshot): a ``state``-mode
         tracker behind it, or one waiting for a snapshot, takes it as its own answer."""
         t = self._trackers.get(state.execution_id)
-        if t is None or (t.mode != "state" and t.base_known):
-            return
+        if t is None or t.fresh or (t.mode != "state" and t.base_known):
+            return  # (a subscribe's own snapshot decides where it starts)
         if t.base_known and state.last_seq <= t.delivered:
             return
         if isinstance(t.outstanding, FetchSnapshot):
@@ -486,6 +486,15 @@ class CloneCore(Generic[E]):
     def tracked(self) -> list[str]:
         """Execution ids currently tracked."""
         return list(self._trackers)
+
+    def tracks(self, execution_id: str) -> bool:
+        """Is this execution tracked (for any reason)?"""
+        return execution_id in self._trackers
+
+    @property
+    def has_pending(self) -> bool:
+        """Might :meth:`poll` have a request to make (now or after a backoff)?"""
+        return bool(self._pending)
 
     @property
     def buffered(self) -> int:

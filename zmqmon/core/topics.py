@@ -102,6 +102,17 @@ class TopicIndex(Generic[T]):
                     out.append(values[prefix])
         return out
 
+    def match_any(self, execution_id: str) -> list[T]:
+        """The values of every prefix that selects some event of this execution."""
+        out = list(self._all.values()) if self._all else []
+        by_id = self._exact.get(execution_id)
+        if by_id:
+            out.extend(self._values[prefix] for prefix in by_id)
+        for prefix, id_prefix in self._partial.items():
+            if execution_id.startswith(id_prefix):
+                out.append(self._values[prefix])
+        return out
+
     def matches(self, execution_id: str, event_type: str) -> bool:
         """Does any prefix select this topic?"""
         if self._all:
