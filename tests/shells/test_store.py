@@ -242,3 +242,46 @@ def test_a_malformed_append_is_dropped_and_the_rest_of_its_batch_stored(db: Path
         em.emit_execution_progress("e1", "w1", 10)
         store.flush(10)
         assert [e["seq"] for e in store.events("e1")] == [1, 2]
+
+
+def test_a_full_queue_holds_the_emitter_back_and_loses_nothing(db: Path) -> None:
+    store = Store(db, max_pending=200)
+    emitter = storing_emitter(store)
+    emitter.emit_execution_started("e", "w", workflow_name="W", agent_count=1)
+    longest = 0
+    for i in range(5000):
+        emitter.emit_agent_progress("e", "w", "a", "A", i % 100)
+        longest = max(longest, len(store._queue))
+    assert longest <= 200  # bounded: the appends waited for the writer instead
+    assert store.waits > 0
+    store.flush()
+    assert raw_count(db, "e") == 5001
+    store.close()
+
+
+def test_a_read_under_a_busy_writer_answers_what_is_committed_within_read_wait(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    store = Store(db, read_wait=0.05)
+    emitter = storing_emitter(store)
+    emitter.emit_execution_started("e", "w", workflow_name="W", agent_count=1)
+    store.flush()
+    gate = threading.Event()
+    original = store._write_batch
+
+    def slow(batch: Any) -> None:
+        gate.wait(10)  # the writer is stuck in a long transaction
+        original(batch)
+
+    monkeypatch.setattr(store, "_write_batch", slow)
+    emitter.emit_agent_started("e", "w", "a", "A")
+    state = store.state("e")  # does not wait for the stuck writer: what is committed
+    assert state is not None and state.last_seq == 1
+    assert [e["seq"] for e in store.events("e")] == [1]
+    gate.set()
+    store.flush()
+    after = store.state("e")
+    assert after is not None and after.last_seq == 2
+    store.close()

@@ -6,12 +6,18 @@ wake-up). A writer thread drains the deque every few milliseconds and writes eac
 transaction: the events with ``executemany`` (payload JSON kept verbatim), and the reducer state
 (:func:`~zmqmon.core.state.apply_event`) of every execution the batch touched.
 
+Bounded: past ``max_pending`` queued events, :meth:`Store.append` waits for the writer (the
+emitting thread is held back, nothing is dropped): a burst faster than the disk is absorbed at the
+disk's pace instead of growing the process, and a stop drains a bounded queue quickly.
+
 Durability: WAL journal; each batch is one transaction, so after ``kill -9`` the file holds a
 prefix of the appended events, and the executions' states agree with the events stored.
 
 Freshness (read-your-publishes): every read first calls :meth:`flush`, which wakes the writer and
-waits until everything appended before the read is committed; reads then use their own
-connection. A read thus sees every event already handed to :meth:`append` (typically < 1 ms).
+waits until everything appended before the read is committed (typically < 1 ms); reads then use
+their own connection. Under a burst that wait is bounded (``read_wait``): past it the read answers
+from what is committed — consistent, its ``lastSeq`` saying how far it goes — rather than hold the
+state service (the repair core asks again for what is not stored yet).
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ CREATE TABLE IF NOT EXISTS events (
 
 # How long the writer sleeps between batches when nobody asks for a flush: the batching window.
 _WRITER_INTERVAL = 0.01
-_READ_FLUSH_TIMEOUT = 30.0
+_READ_WAIT = 0.5  # seconds a read waits for the writer before answering from what is committed
+_MAX_PENDING = 50_000  # events queued for the writer before append() waits for it
 _PROGRESS_TYPES = frozenset({"agent:progress", "execution:progress"})
 # Executions whose state the writer keeps in memory (the rest are reloaded from the file).
 _STATE_CACHE = 10_000
@@ -128,8 +135,17 @@ class Store:
     ``append`` never blocks; ``flush`` makes everything appended durable; ``close`` drains.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_pending: int = _MAX_PENDING,
+        read_wait: float = _READ_WAIT,
+    ) -> None:
         self.path = os.fspath(path)
+        self.max_pending = max_pending
+        self.read_wait = read_wait
+        self._drained = threading.Event()
         try:
             self._read = _connect(self.path)
             self._read.executescript(_SCHEMA)
@@ -143,6 +159,8 @@ class Store:
         self._states: collections.OrderedDict[str, ExecutionState] = collections.OrderedDict()
         #: transactions the writer committed (each holds one batch of events)
         self.batches_written = 0
+        #: times append() had to wait for the writer (the queue was full)
+        self.waits = 0
         self._write = _connect(self.path)
         self._writer = threading.Thread(target=self._run, name="zmqmon-store", daemon=True)
         self._writer.start()
@@ -150,17 +168,32 @@ class Store:
     # -- writes ---------------------------------------------------------------------------------
 
     def append(self, event: dict[str, Any], payload: bytes) -> None:
-        """Queue one event (its wire dict and its encoded JSON payload) for storage."""
-        self._queue.append((event, payload))
+        """Queue one event (its wire dict and its encoded JSON payload) for storage; waits for
+        the writer only when ``max_pending`` events are queued already."""
+        queue = self._queue
+        if len(queue) >= self.max_pending:
+            self._wait_for_room()
+        queue.append((event, payload))
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait until everything appended so far is committed. Raises :class:`StoreError`."""
+    def _wait_for_room(self) -> None:
+        # Backpressure: hold the emitting thread until the writer catches up (half the bound).
+        self.waits += 1
+        while len(self._queue) > self.max_pending // 2 and not self._closed:
+            self._drained.clear()
+            self._wake.set()
+            self._drained.wait(0.05)
+
+    def flush(self, timeout: float | None = None, *, strict: bool = True) -> None:
+        """Wait until everything appended so far is committed. Raises :class:`StoreError` (on a
+        timeout too, unless ``strict=False``: then it returns, what is committed is committed)."""
         if self._closed:
             return
         marker = _Flush()
         self._queue.append(marker)
         self._wake.set()
         if not marker.done.wait(timeout):
+            if not strict:
+                return
             raise StoreError(f"store flush timed out after {timeout}s")
         if marker.error is not None:
             raise StoreError(f"store write failed: {marker.error}") from marker.error
@@ -214,6 +247,7 @@ class Store:
             for marker in markers:
                 marker.error = error
                 marker.done.set()
+            self._drained.set()
 
     def _write_batch(self, batch: list[tuple[dict[str, Any], bytes]]) -> None:
         rows = []
@@ -288,8 +322,8 @@ class Store:
     # -- reads ----------------------------------------------------------------------------------
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        # Bounded: a wedged writer turns into a StoreError for the caller, not a hang.
-        self.flush(timeout=_READ_FLUSH_TIMEOUT)
+        # Bounded: a busy (or wedged) writer delays a read by read_wait at most.
+        self.flush(timeout=self.read_wait, strict=False)
         with self._read_lock:
             if self._closed:
                 raise StoreError("store is closed")
