@@ -83,6 +83,7 @@ class Limits:
     max_subscriptions: int = 256
     repair_timeout: float = 5.0  # a gap the store makes no progress on for this long is skipped
     upstream_hwm: int = 10_000  # messages queued from ZeroMQ before the publisher drops
+    upstream_rcvbuf: int = 1024 * 1024  # bytes of kernel receive buffer (0: the system's)
     lane_buffer: int = 10_000  # live events held ahead of gaps, per lane
     session_buffer: int = 1000  # ... per connection (its execution subscriptions)
     max_lag: int = 1000  # events behind before a state-mode subscription gets a snapshot
@@ -164,7 +165,9 @@ class Bridge:
         lim = self.limits
         client = AsyncStateClient(self.state_endpoint, context=ctx)
         self.hub = Hub(
-            lambda on_message: Upstream(self.events, ctx, on_message, rcvhwm=lim.upstream_hwm),
+            lambda on_message: Upstream(
+                self.events, ctx, on_message, rcvhwm=lim.upstream_hwm, rcvbuf=lim.upstream_rcvbuf
+            ),
             client,
             auth_enabled=self.auth.enabled,
             repair_timeout=lim.repair_timeout,

@@ -4,7 +4,8 @@
 first :meth:`Upstream.acquire` subscribes, the last :meth:`Upstream.release` unsubscribes), plus
 ``sys/heartbeat`` always, so that liveness and lost tails are noticed.
 
-Its receive queue is bounded (``rcvhwm`` messages): under a burst faster than the bridge relays,
+Its receive queue is bounded (``rcvhwm`` messages, and ``rcvbuf`` bytes of the kernel's buffer,
+which would otherwise autotune to tens of MB): under a burst faster than the bridge relays,
 the publisher drops past it and the store fills the gaps, so the bridge's memory does not grow
 with the burst. Messages are read in batches bounded in count and bytes; the loop gets a turn
 between batches (pings, health, clients' writes are served during any flood).
@@ -27,6 +28,7 @@ __all__ = ["RCVHWM", "Upstream"]
 
 OnMessage = Callable[[bytes, bytes], None]
 RCVHWM: Final = 10_000  # messages queued in the bridge before the publisher drops (then repaired)
+RCVBUF: Final = 1024 * 1024  # the kernel's share of that queue (bytes): well under a second
 _BATCH: Final = 256  # messages per loop turn ...
 _BATCH_BYTES: Final = 256 * 1024  # ... or bytes, whichever comes first
 
@@ -42,6 +44,7 @@ class Upstream:
         on_message: OnMessage,
         *,
         rcvhwm: int = RCVHWM,
+        rcvbuf: int = RCVBUF,
     ) -> None:
         self.endpoint = endpoint
         self._on_message = on_message
@@ -49,6 +52,8 @@ class Upstream:
         self._socket = context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
+        if rcvbuf > 0:  # 0: the system's (which autotunes to tens of MB on loopback)
+            self._socket.setsockopt(zmq.RCVBUF, rcvbuf)
         self._socket.connect(endpoint)
         self._socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
         self._refs: dict[str, int] = {}

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -199,8 +199,19 @@ class Server:
         self.stop()
 
 
-def serve(events: str, state: str, db: str) -> int:
-    """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints."""
+def serve(
+    events: str,
+    state: str,
+    db: str,
+    *,
+    on_start: Callable[[Server], None] | None = None,
+    sndhwm: int = 100_000,
+) -> int:
+    """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
+
+    ``on_start(server)`` runs once it is up (for embedding: e.g. a producer of its own);
+    ``sndhwm``: the event stream's high-water mark per subscriber (messages; past it, dropped
+    for that subscriber, which repairs from the store)."""
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -213,13 +224,17 @@ def serve(events: str, state: str, db: str) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server = Server(events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None).start()
+        server = Server(
+            events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None, sndhwm=sndhwm
+        ).start()
     except Exception as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)
         return 1
     try:
+        if on_start is not None:
+            on_start(server)
         print(json.dumps(server.endpoints), flush=True)
-        while not stop.wait(0.5):
+        while not stop.wait(0.1):
             pass
         log.info("stopping")
     finally:

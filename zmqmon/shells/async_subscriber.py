@@ -27,7 +27,7 @@ from zmqmon.core.delivery import Delivery, Mode, Request
 from zmqmon.core.state import ExecutionState
 from zmqmon.shells.client import AsyncStateClient
 from zmqmon.shells.repair import answer_async
-from zmqmon.shells.subscriber import RCVHWM, SubscriberBase, sub_socket
+from zmqmon.shells.subscriber import RCVHWM, STATE_RCVBUF, SubscriberBase, sub_socket
 
 __all__ = ["AsyncSubscriber"]
 
@@ -51,6 +51,7 @@ class AsyncSubscriber(SubscriberBase):
         request_timeout: float = 2.0,
         join_history: int = 1000,
         rcvhwm: int = RCVHWM,
+        rcvbuf: int | None = None,
         keep_states: bool = True,
         max_lag: int = 1000,
         max_states: int = 10_000,
@@ -72,7 +73,9 @@ class AsyncSubscriber(SubscriberBase):
             ctx = context
         else:
             ctx = zmq.asyncio.Context.shadow(context)
-        self._asocket: Any = sub_socket(ctx, events, rcvhwm)
+        if rcvbuf is None and mode == "state":
+            rcvbuf = STATE_RCVBUF
+        self._asocket: Any = sub_socket(ctx, events, rcvhwm, rcvbuf)
         # Non-blocking reads through a sync shadow of the same socket: no future per message.
         # (Never closed itself: closing the asyncio socket closes the one underlying socket.)
         self._socket = zmq.Socket.shadow(self._asocket.underlying)
@@ -134,6 +137,7 @@ class AsyncSubscriber(SubscriberBase):
                     fut.exception()  # retrieved: a poll on a socket closed meanwhile is fine
 
     async def _serve(self, now: float) -> None:
+        self._traffic_waiting(now)
         requests = self._core.poll(now, self._room())
         if not requests:
             return

@@ -48,14 +48,16 @@ from zmqmon.errors import ProtocolError, ServiceUnavailableError
 from zmqmon.shells.client import StateClient
 from zmqmon.shells.repair import answer
 
-__all__ = ["RCVHWM", "Subscriber", "SubscriberBase", "sub_socket"]
+__all__ = ["RCVHWM", "STATE_RCVBUF", "Subscriber", "SubscriberBase", "sub_socket"]
 
 log = logging.getLogger("zmqmon.subscriber")
 
 TICK: Final = 0.1  # longest wait between liveness checks and retries
 BATCH: Final = 1000  # messages read per wake-up before looking at the queue again
 #: the SUB socket's queue, in messages: past it the publisher drops and the store fills the gap
-RCVHWM: Final = 20_000
+RCVHWM: Final = 5_000  # (about 1 KB each inside ZeroMQ: some 5 MB at most)
+#: the kernel's receive buffer in state mode (bytes): a queue that stays short keeps it current
+STATE_RCVBUF: Final = 256 * 1024
 _EXEC: Final = b"exec/"
 
 
@@ -114,6 +116,7 @@ class SubscriberBase:
         """False after ``heartbeat_timeout`` without any message (and before the first one)."""
         now = time.monotonic()
         self._pump(now)
+        self._traffic_waiting(now)
         alive = self._core.check_liveness(now)
         self._report_liveness()
         return alive
@@ -207,6 +210,19 @@ class SubscriberBase:
             wait = min(wait, due - now)
         return max(0.0, wait)
 
+    def _traffic_waiting(self, now: float) -> None:
+        """Messages waiting unread prove the publisher alive, however long the consumer was
+        away: checked before liveness is judged (a consumer busy for a while must not take its
+        own absence for the publisher's death)."""
+        core = self._core
+        last = core.last_traffic
+        if (
+            last is not None
+            and now - last > core.heartbeat_timeout / 2
+            and self._socket.getsockopt(zmq.EVENTS) & zmq.POLLIN
+        ):
+            core.touch(now)
+
     def _room(self) -> int:
         """How many fetched events the consumer can take now: one page beyond what waits."""
         return max(0, self._core.page_size - len(self._core.ready))
@@ -249,11 +265,18 @@ class SubscriberBase:
         self._sync_subscriptions()
 
 
-def sub_socket(context: zmq.Context[Any], endpoint: str, rcvhwm: int = RCVHWM) -> Any:
-    """A SUB socket connected to ``endpoint``, subscribed to ``sys/heartbeat``."""
+def sub_socket(
+    context: zmq.Context[Any], endpoint: str, rcvhwm: int = RCVHWM, rcvbuf: int | None = None
+) -> Any:
+    """A SUB socket connected to ``endpoint``, subscribed to ``sys/heartbeat``.
+
+    ``rcvhwm`` bounds ZeroMQ's queue (messages); ``rcvbuf`` the kernel's (bytes, SO_RCVBUF; None:
+    the system's, which can grow to tens of MB on loopback). Past both, the publisher drops."""
     sock = context.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    if rcvbuf is not None:
+        sock.setsockopt(zmq.RCVBUF, rcvbuf)
     sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
     sock.connect(endpoint)
     return sock
@@ -265,7 +288,9 @@ class Subscriber(SubscriberBase):
     ``mode``: ``"log"`` or ``"state"``; ``max_lag``: how far behind (events) a ``state``-mode
     execution may fall before a snapshot replaces its backlog. ``request_timeout`` bounds each
     repair request; ``join_history``: see :mod:`zmqmon.core.clone`; ``rcvhwm``: the SUB socket's
-    receive high-water mark (messages); ``keep_states=False``: no reducer per event
+    receive high-water mark (messages); ``rcvbuf``: the kernel's receive buffer (bytes; default:
+    the system's in ``log`` mode, ``STATE_RCVBUF`` in ``state`` mode, so that what waits in
+    queues stays well under a second of a flood); ``keep_states=False``: no reducer per event
     (:attr:`states` then holds snapshots only), for relays; ``max_states``: states of finished
     executions kept (oldest dropped first; subscribed executions are kept).
     ``state=None`` runs without a state service: events arrive in order, but gaps are skipped
@@ -285,6 +310,7 @@ class Subscriber(SubscriberBase):
         request_timeout: float = 2.0,
         join_history: int = 1000,
         rcvhwm: int = RCVHWM,
+        rcvbuf: int | None = None,
         keep_states: bool = True,
         max_lag: int = 1000,
         max_states: int = 10_000,
@@ -301,7 +327,9 @@ class Subscriber(SubscriberBase):
         self.events_endpoint = events
         self.state_endpoint = state
         ctx = context or zmq.Context.instance()
-        self._socket = sub_socket(ctx, events, rcvhwm)
+        if rcvbuf is None and mode == "state":
+            rcvbuf = STATE_RCVBUF
+        self._socket = sub_socket(ctx, events, rcvhwm, rcvbuf)
         self._client: StateClient | None = (
             StateClient(state, timeout=request_timeout, context=ctx) if state else None
         )
@@ -346,6 +374,7 @@ class Subscriber(SubscriberBase):
 
     def _serve(self, now: float) -> None:
         core = self._core
+        self._traffic_waiting(now)
         for request in core.poll(now, self._room()):
             core.on_reply(request, answer(self._client, request), time.monotonic())
 
