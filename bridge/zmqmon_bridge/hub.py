@@ -66,27 +66,23 @@ class Sink(Protocol):
     state: ConnectionState
 
     def tracks(self, execution_id: str) -> bool:
-        """Does its own core track this execution (an execution subscription, a re-sync)?"""
+        """Does its own core track this execution (an execution subscription, a catch-up)?"""
         ...
 
     def feed(self, item: Item) -> None:
         """An item for its own core (which orders, dedups and catches up)."""
         ...
 
-    def relay(self, execution_id: str, frame: bytes) -> None:
-        """An item selected by a workflow or topic subscription, as a frame."""
+    def relay(self, item: Item, frame: bytes) -> None:
+        """An item selected by a workflow or topic subscription, and its frame."""
         ...
 
     def congested(self) -> bool:
-        """Is its send queue above the low-water mark?"""
+        """Is it too far behind to be written to (it will catch up on its own)?"""
         ...
 
     def service(self, now: float) -> None:
         """Serve its own core's requests, re-syncs and send queue (called every tick)."""
-        ...
-
-    def close_slow(self) -> None:
-        """Close it for being too slow (1013)."""
         ...
 
     def flush(self) -> None:
@@ -125,14 +121,12 @@ class Hub:
         join_history: int = 1000,
         lane_buffer: int = 10_000,
         max_lag: int = 1000,
-        slow_timeout: float = 1.0,
     ) -> None:
         self.upstream: Upstream = upstream_factory(self.on_message)
         self.upstream.on_batch = self.on_batch
         self.client = client
         self.auth_enabled = auth_enabled
         self.repair_timeout = repair_timeout
-        self.slow_timeout = slow_timeout
         self.lanes: dict[Mode, CloneCore[Relayed]] = {
             mode: CloneCore(
                 mode=mode,
@@ -152,7 +146,6 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: list[Sink] = []
         self._ticker: asyncio.Task[None] | None = None
-        self._slow_since: dict[Sink, float] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -237,7 +230,6 @@ class Hub:
         for sub, mode in sink.state.clear():
             self.unsubscribe(sink, sub, mode)
         self.connections.discard(sink)
-        self._slow_since.pop(sink, None)
 
     def learn_owner(self, execution_id: str, owner: str | None) -> None:
         """An execution's owner became known (a snapshot, a listing): relay what waited."""
@@ -291,27 +283,19 @@ class Hub:
 
     def _service_lanes(self, now: float) -> None:
         for mode, lane in self.lanes.items():
-            room = None if mode == "state" else self._log_room(now)
+            room = None if mode == "state" else self._log_room()
             for request in lane.poll(now, room):
                 if isinstance(request, FetchEvents):
                     self.counters.gap_fetches += 1
                 self.spawn(self._answer_lane(mode, request))
 
-    def _log_room(self, now: float) -> int:
-        """Pages for the log lane only while its connections keep up; one that stays congested
-        past ``slow_timeout`` is closed (1013) rather than stall everyone's catch-up."""
-        room = self.lanes["log"].page_size
-        slow = self._slow_since
-        for sink in self.routes.members("log"):
-            if sink.congested():
-                room = 0
-                since = slow.setdefault(sink, now)
-                if now - since > self.slow_timeout:
-                    self.counters.slow_closes += 1
-                    sink.close_slow()
-            else:
-                slow.pop(sink, None)
-        return room
+    def _log_room(self) -> int:
+        """Pages for the log lane while any of its connections can take them (a congested one
+        catches up on its own, from where it was, at its own pace)."""
+        members = self.routes.members("log")
+        if members and all(sink.congested() for sink in members):
+            return 0
+        return self.lanes["log"].page_size
 
     async def answer(self, request: Request) -> Reply:
         """Make one repair request (for a lane or a connection's core)."""
@@ -413,9 +397,7 @@ class Hub:
             if sink.tracks(eid):
                 sink.feed(item)  # its own core orders it with what it fetched
             else:
-                sink.relay(eid, frame)
+                sink.relay(item, frame)
                 sent += 1
-        if isinstance(item, Relayed):
-            self.counters.events_out += sent
-        else:
+        if isinstance(item, Snapshot):
             self.counters.snapshots_out += sent

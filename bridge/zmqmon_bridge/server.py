@@ -87,7 +87,7 @@ class Limits:
     lane_buffer: int = 10_000  # live events held ahead of gaps, per lane
     session_buffer: int = 1000  # ... per connection (its execution subscriptions)
     max_lag: int = 1000  # events behind before a state-mode subscription gets a snapshot
-    slow_timeout: float = 1.0  # a log client congested this long while paging is closed (1013)
+    slow_timeout: float = 5.0  # a log client that reads nothing for this long is closed (1013)
     stop_timeout: float = 2.5  # seconds to close every connection when stopping
 
     @classmethod
@@ -173,7 +173,6 @@ class Bridge:
             repair_timeout=lim.repair_timeout,
             lane_buffer=lim.lane_buffer,
             max_lag=lim.max_lag,
-            slow_timeout=lim.slow_timeout,
         )
         self.hub.start()
         self.routes = HttpRoutes(self.hub, self.auth, time.monotonic())
@@ -224,6 +223,7 @@ class Bridge:
             max_buffer=lim.max_send_buffer,
             max_subscriptions=lim.max_subscriptions,
             buffer_events=lim.session_buffer,
+            slow_timeout=lim.slow_timeout,
         )
         self.hub.connections.add(session)
         try:

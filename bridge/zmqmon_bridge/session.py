@@ -8,15 +8,18 @@ pace, the order and the "none twice" of what it sends are this client's alone. W
 subscriptions are relayed as the hub's lanes deliver them.
 
 **Writes never await**: frames are queued and the hub flushes every queue once per loop turn, in
-one ``transport.write`` per connection. What happens when the client reads too slowly depends on
-its subscriptions (contract §5):
+one ``transport.write`` per connection. A client that reads more slowly than events come is
+*congested* once its send queue passes ``high_water`` bytes: nothing more is queued for it, and
+the executions whose events it missed are noted (bounded) with the last seq it was sent. Once it
+has drained below ``low_water`` it catches up — per contract §5:
 
-* holding any ``log``-mode subscription, its send queue is bounded by ``max_buffer`` bytes; past
-  it the client is closed with 1013 (it resumes with ``afterSeq``). Catch-up pages are fetched only
-  while its queue is below ``low_water``.
-* with only ``state``-mode subscriptions it is never closed for that: past ``high_water`` nothing
-  more is queued for it, and the executions it missed are noted (bounded); once it has drained
-  below ``low_water``, each gets a fresh snapshot and what follows it (:meth:`CloneCore.resync`).
+* ``log`` mode: every event after that seq, read from the store in pages as fast as it takes
+  them (:meth:`CloneCore.pin`), then live ones again: nothing lost, nothing held in memory;
+* ``state`` mode: a fresh snapshot, then what follows it (:meth:`CloneCore.resync`).
+
+A client holding a ``log``-mode subscription that stays congested for ``slow_timeout`` (it reads
+nothing) is closed with 1013 and may resume with ``afterSeq``; one with only ``state``-mode
+subscriptions is never closed for being slow. ``max_buffer`` is a hard bound on the queue.
 
 Messages from the client are handled one at a time, in order.
 """
@@ -69,6 +72,7 @@ class Session:
         max_subscriptions: int,
         buffer_events: int = 1000,
         page_size: int = 500,
+        slow_timeout: float = 5.0,
     ) -> None:
         self.ws = ws
         self.state = state
@@ -76,6 +80,7 @@ class Session:
         self.max_buffer = max_buffer
         self.high_water = max_buffer // 2
         self.low_water = min(256 * 1024, max_buffer // 4)
+        self.slow_timeout = slow_timeout
         self.max_subscriptions = max_subscriptions
         self.core: CloneCore[Relayed] = CloneCore(
             keep_states=False,
@@ -88,7 +93,10 @@ class Session:
         self._close_task: asyncio.Task[None] | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._stale: OrderedDict[str, None] = OrderedDict()
+        self._congested_since: float | None = None
+        # executions it missed while congested → the last seq it was sent (-1: tracked by its
+        # own core, which knows); bounded
+        self._stale: OrderedDict[str, int] = OrderedDict()
 
     # -- output ---------------------------------------------------------------------------------
 
@@ -98,8 +106,8 @@ class Session:
         return size + self._pending_bytes
 
     def congested(self) -> bool:
-        """Is the send queue above the low-water mark?"""
-        return self._buffered() > self.low_water
+        """Is nothing being queued for it until it drains (see the module doc)?"""
+        return self._congested_since is not None
 
     def send(self, data: bytes) -> None:
         """Queue one text message (control messages: always queued)."""
@@ -113,26 +121,38 @@ class Session:
         self._pending.append(frame)
         self._pending_bytes += len(frame)
 
-    def _send_item(self, execution_id: str, frame: bytes) -> bool:
-        """Queue a relayed frame under the congestion policy; False if it was not queued."""
-        if self.closing:
+    def _room_for(self, size: int) -> bool:
+        """May a frame be queued now? Past ``high_water`` the client becomes congested."""
+        if self._congested_since is not None:
             return False
-        if not self.state.log_policy and self._buffered() + len(frame) > self.high_water:
-            self._note_stale(execution_id)
+        if self._buffered() + size > self.high_water:
+            self._congested_since = time.monotonic()
             return False
-        self._queue(frame)
         return True
 
-    def relay(self, execution_id: str, frame: bytes) -> None:
+    def relay(self, item: Item, frame: bytes) -> None:
         """An item one of its workflow or topic subscriptions selects."""
-        self._send_item(execution_id, frame)
+        if self.closing:
+            return
+        if self._room_for(len(frame)):
+            self._queue(frame)
+            self.hub.counters.events_out += isinstance(item, Relayed)
+        elif item.execution_id not in self._stale:
+            self._note_stale(item.execution_id, item.seq - 1 if isinstance(item, Relayed) else -1)
 
     def tracks(self, execution_id: str) -> bool:
-        """Does its own core track this execution?"""
-        return self.core.tracks(execution_id)
+        """Does its own core track this execution (or did, to its end: what the lanes bring of
+        it now are late duplicates, which the core drops)?"""
+        return self.core.knows(execution_id)
 
     def feed(self, item: Item) -> None:
         """An item of an execution its own core tracks."""
+        if self.closing:
+            return
+        if self._congested_since is not None:
+            # Not even to the core: it would pile up in its ready queue. The store has it.
+            self._note_stale(item.execution_id, -1)
+            return
         if isinstance(item, Snapshot):
             self.core.offer_snapshot(item.state)
         else:
@@ -140,19 +160,26 @@ class Session:
         self._take_ready()
 
     def _take_ready(self) -> None:
-        take = self.core.take_ready
+        core = self.core
         counters = self.hub.counters
-        while (item := take()) is not None:
+        while core.ready and not self.closing:
+            item = core.ready[0]
+            frame = snapshot_frame(item.state) if isinstance(item, Snapshot) else item.frame
+            if not self._room_for(len(frame)):
+                self._note_stale(item.execution_id, -1)
+                return  # the rest waits in the core (bounded: nothing more is fed meanwhile)
+            core.ready.popleft()
+            self._queue(frame)
             if isinstance(item, Snapshot):
-                if self._send_item(item.execution_id, snapshot_frame(item.state)):
-                    counters.snapshots_out += 1
-            elif self._send_item(item.execution_id, item.frame):
+                counters.snapshots_out += 1
+            else:
                 counters.events_out += 1
 
-    def _note_stale(self, execution_id: str) -> None:
+    def _note_stale(self, execution_id: str, last_sent: int) -> None:
         stale = self._stale
-        stale[execution_id] = None
-        stale.move_to_end(execution_id)
+        if execution_id in stale:
+            return
+        stale[execution_id] = last_sent
         if len(stale) > _MAX_STALE:
             stale.popitem(last=False)
 
@@ -208,17 +235,40 @@ class Session:
     # -- its own core's requests ---------------------------------------------------------------
 
     def service(self, now: float) -> None:
-        """Serve its core's requests (pages only while it keeps up) and owed re-syncs."""
-        if self.closing or not (self._stale or self.core.has_pending):
+        """Every tick: end a congestion once drained (catch up what it missed), close a log
+        client that stays congested, serve its core's requests (pages only while it keeps up)."""
+        if self.closing:
             return
-        if self._stale and self._buffered() <= self.low_water:
-            stale, self._stale = self._stale, OrderedDict()
-            for eid in stale:
-                if self._still_wanted(eid):
-                    self.core.resync(eid)
-        room = 0 if self.congested() else self.core.page_size
-        for request in self.core.poll(now, room):
-            self.hub.spawn(self._answer(request))
+        since = self._congested_since
+        if since is not None:
+            if self._buffered() <= self.low_water:
+                self._congested_since = None
+                self._catch_up()
+                self._take_ready()
+            elif self.state.log_policy and now - since > self.slow_timeout:
+                self.hub.counters.slow_closes += 1
+                self.close_slow()
+                return
+        if self._congested_since is None and self.core.has_pending:
+            for request in self.core.poll(now, self.core.page_size):
+                self.hub.spawn(self._answer(request))
+
+    def _catch_up(self) -> None:
+        """What it missed while congested: log — from the store after the last seq sent;
+        state — a fresh snapshot (see the module doc)."""
+        stale, self._stale = self._stale, OrderedDict()
+        core = self.core
+        for eid, last_sent in stale.items():
+            if core.tracks(eid):
+                if core.mode_of(eid) == "state":
+                    core.resync(eid)
+                else:
+                    core.refresh(eid)
+            elif self._still_wanted(eid):
+                if self._mode_for(eid) == "state" or last_sent < 0:
+                    core.resync(eid)
+                else:
+                    core.pin(eid, last_sent)
 
     def _still_wanted(self, execution_id: str) -> bool:
         """Does a subscription still select it (a re-sync of what no one wants is skipped)?"""
@@ -226,6 +276,11 @@ class Session:
         if Subscription("execution", execution_id) in subs:
             return True
         return any(s.kind != "execution" for s in subs)
+
+    def _mode_for(self, execution_id: str) -> str:
+        """The mode it follows an execution in through workflows/topics (log wins a tie)."""
+        modes = {m for s, m in self.state.subscriptions.items() if s.kind != "execution"}
+        return "log" if "log" in modes or not modes else "state"
 
     async def _answer(self, request: Request) -> None:
         reply = await self.hub.answer(request)

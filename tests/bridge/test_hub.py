@@ -442,23 +442,20 @@ async def test_state_lane_replaces_a_backlog_by_a_snapshot() -> None:
     assert len(docs) < 100  # not the backlog
 
 
-async def test_log_paging_waits_for_a_congested_client_then_closes_it_when_it_stays_so() -> None:
-    hub, client = make(slow_timeout=0.5)
+async def test_log_lane_pages_while_any_client_can_take_them() -> None:
+    hub, client = make()
     fast, slow = FakeSink(Principal(None, True)), FakeSink(Principal(None, True))
     subscribe(hub, fast)
     subscribe(hub, slow)
     publish(hub, client, event("e", 1))
     for seq in range(2, 3000):
         publish(hub, client, event("e", seq), lost=seq < 2999)
-    slow.busy = True
+    fast.busy = slow.busy = True
     loop = asyncio.get_running_loop()
-    now = loop.time()
-    hub.service(now)
+    hub.service(loop.time())
     await asyncio.sleep(0.01)
-    assert hub.counters.gap_fetches == 0  # no page while a log client is congested
-    hub.service(now + 0.6)  # congested past slow_timeout
-    assert slow.closed_slow and not fast.closed_slow
-    hub.drop_connection(slow)  # type: ignore[arg-type]
+    assert hub.counters.gap_fetches == 0  # nobody can take a page: none is fetched
+    fast.busy = False  # (a congested one catches up by itself later, from the store)
     await settle(hub)
     assert fast.seqs() == list(range(1, 3000))
 

@@ -69,3 +69,49 @@ def burst_service(tmp_path: Path) -> Iterator[BurstService]:
     service = BurstService(tmp_path / "burst.sqlite3", sndhwm=500)
     yield service
     service.close()
+
+
+class BridgeProcess:
+    """``zmqmon bridge`` in a subprocess, on free ports, against a service's endpoints."""
+
+    def __init__(self, events: str, state: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zmqmon.cli",
+                "bridge",
+                "--events",
+                events,
+                "--state",
+                state,
+                "--port",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=ROOT,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, self.proc.stderr.read() if self.proc.stderr else "bridge ended"
+        self.endpoints: dict[str, str] = json.loads(line)
+
+    @property
+    def rss(self) -> float:
+        return rss_mb(self.proc.pid)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def bridge_process(burst_service: BurstService) -> Iterator[BridgeProcess]:
+    """The real bridge command on the flooding service."""
+    bridge = BridgeProcess(burst_service.endpoints["events"], burst_service.endpoints["state"])
+    yield bridge
+    bridge.close()

@@ -402,6 +402,27 @@ class CloneCore(Generic[E]):
         t.snapshot_due, t.announce = False, t.announce or t.base_known
         self._apply_snapshot(t, state)
 
+    def pin(self, execution_id: str, delivered: int) -> None:
+        """The consumer has every event up to ``delivered`` and lost the rest (a relay could
+        not write them): deliver the events after it (``log`` mode), paged from the store.
+        Tracked until it ends, then forgotten. Nothing changes if it is tracked already."""
+        if execution_id in self._trackers:
+            return
+        t = self._trackers[execution_id] = _Tracker(execution_id, False, "log")
+        t.pinned = True
+        t.delivered = t.known_last = max(0, delivered)
+        t.needs_fetch = True
+        self._done.pop(execution_id, None)
+        self._pending.add(execution_id)
+
+    def refresh(self, execution_id: str) -> None:
+        """Ask the store once whether there is more of a tracked execution (its live events may
+        have been dropped unseen: nothing else would reveal a tail)."""
+        t = self._trackers.get(execution_id)
+        if t is not None and t.base_known and not t.done:
+            t.needs_fetch = True
+            self._pending.add(execution_id)
+
     def resync(self, execution_id: str) -> None:
         """The consumer lost what was delivered of this execution (a relay could not write it):
         deliver a fresh snapshot, then what follows it. Tracked explicitly until it ends."""
@@ -490,6 +511,15 @@ class CloneCore(Generic[E]):
     def tracks(self, execution_id: str) -> bool:
         """Is this execution tracked (for any reason)?"""
         return execution_id in self._trackers
+
+    def knows(self, execution_id: str) -> bool:
+        """Is it tracked, or finished recently (so that any event of it is a late duplicate)?"""
+        return execution_id in self._trackers or execution_id in self._done
+
+    def mode_of(self, execution_id: str) -> Mode | None:
+        """The delivery mode of a tracked execution (None if it is not tracked)."""
+        t = self._trackers.get(execution_id)
+        return None if t is None else t.mode
 
     @property
     def has_pending(self) -> bool:
