@@ -50,7 +50,11 @@ Columns of the table (times are from the start of the burst unless said otherwis
 * ``catch-up``: seconds from the end of the burst (last terminal event published) until every
   client had its terminal event, or ``n/m incomplete`` at the deadline;
 * ``deliv/s``: events delivered to all clients from the burst's start until the last one
-  completed (or the deadline), per second;
+  completed (or the deadline), per second (it cannot exceed what was published per second);
+* ``catch-up deliv/s``: how fast the backlog left when the burst ended (events published that
+  clients had not yet seen) was drained: events drained / time from the burst's end until the
+  last client completed (or the deadline) — the bridge's own relay rate; ``-`` when there was no
+  backlog (under 100 events: the bridge kept up);
 * ``silence``: the longest time any client went without receiving an event while it was still
   owed events (from the burst's start until its terminal event, or the deadline);
 * ``stale p99/max``: every 50 ms, per client, the age of the oldest event published for its
@@ -100,6 +104,7 @@ STALENESS_STEP = 0.05  # staleness sample period (s)
 PING_EVERY = 0.05
 HEALTH_EVERY = 0.1
 RSS_EVERY = 0.05
+_MIN_BACKLOG = 100  # deliveries owed when the burst ended, below which there is no catch-up rate
 GRACE = 5.0  # after the run, how long the probe waits for late pongs and health answers
 WS_PATH = "/api/ws"
 
@@ -1118,15 +1123,24 @@ class Run:
             default=0.0,
         )
         stale = _staleness(clients, report, t0, t_last)
+        # The backlog when the burst ended (events published, not yet seen), and how fast it
+        # was drained: the bridge's own relay rate, whatever the publisher's.
+        backlog = drained = 0
+        for c in clients:
+            k = bisect.bisect_right(c.tl_t, t_end) - 1
+            seen_then = c.tl_s[k] if k >= 0 else 0
+            last = int(report["lastSeqs"][c.execution_id])
+            backlog += max(0, last - seen_then)
+            drained += max(0, min(last, c.seen()) - seen_then)
         samples = probed["samples"]
         rss_b = [(t, r) for t, r, _ in samples.get("bridge", [])]
         rss_s = [(t, r) for t, r, _ in samples.get("service", [])]
         base = [r for t, r in rss_b if t_burst - 1.0 <= t < t_burst]
         peak_b = max((r for t, r in rss_b if t >= t_burst), default=float("nan"))
         peak_s = max((r for t, r in rss_s if t >= t_burst), default=float("nan"))
-        stopped, ended = float(probed["stopped"]), float(probed["ended"])
-        pings = _rtts(probed["pings"], t_burst, stopped, ended)
-        health = _rtts(probed["health"], t_burst, stopped, ended)
+        ended = float(probed["ended"])
+        pings = _rtts(probed["pings"], t_burst, t_final, ended)
+        health = _rtts(probed["health"], t_burst, t_final, ended)
         span = max(t_final - t_burst, 1e-9)
         cpu = {
             name: _cpu_share(samples.get(name, []), t_burst, t_final)
@@ -1166,6 +1180,10 @@ class Run:
             "catchUpS": (t_last - t_end) if all_done else None,
             "deliveries": deliveries,
             "deliveriesPerS": deliveries / max(t_last - t0, 1e-9),
+            "backlogAtEnd": backlog,
+            "catchUpDeliveriesPerS": (
+                drained / max(t_last - t_end, 1e-9) if backlog >= _MIN_BACKLOG else None
+            ),
             "longestSilenceS": silence,
             "stalenessP99S": _pct(stale, 0.99),
             "stalenessMaxS": max(stale, default=float("nan")),
@@ -1327,6 +1345,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         _f(r["serviceRssPeakMB"], 0),
         catch,
         f"{r['deliveriesPerS']:,.0f}",
+        "-" if r["catchUpDeliveriesPerS"] is None else f"{r['catchUpDeliveriesPerS']:,.0f}",
         _f(r["longestSilenceS"], 2),
         f"{_f(r['stalenessP99S'], 2)}/{_f(r['stalenessMaxS'], 2)}",
         f"{_f(r['pingP50Ms'], 0)}/{_f(r['pingP99Ms'], 0)}/{_f(r['pingMaxMs'], 0)}",
@@ -1347,6 +1366,7 @@ HEADER = [
     "svc MB",
     "catch-up",
     "deliv/s",
+    "catch-up deliv/s",
     "silence s",
     "stale p99/max s",
     "ping p50/p99/max ms",
