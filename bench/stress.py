@@ -33,12 +33,16 @@ Usage::
 
     python -m bench.stress [--seconds 1,3,10] [--mode log,state] [--clients 100]
         [--executions 100] [--agents 1] [--rate 0] [--deadline 90] [--sigterm]
-        [--no-reconnect] [--json]
+        [--no-reconnect] [--json] [--dump FILE]
 
 ``--seconds`` and ``--mode`` take comma-separated lists: one run (fresh processes) per burst
-length × mode. ``--rate`` caps the publish rate (events/s; 0 = as fast as possible). ``--sigterm``
-sends SIGTERM to the bridge halfway through the burst and measures how long it takes to exit
-(killed after ``--sigterm-timeout`` s). ``--json`` prints the results as JSON instead of the table.
+length × mode. ``--rate`` caps the publish rate (events/s; 0 = as fast as possible).
+``--executions`` below ``--clients`` makes several clients follow each execution (fan-out).
+``--sigterm`` sends SIGTERM to the bridge halfway through the burst and measures how long it
+takes to exit (killed after ``--sigterm-timeout`` s). ``--json`` prints the results as JSON
+instead of the table. ``--dump FILE`` writes the series behind the figures (every ping and
+health round trip, RSS and CPU samples, each client's progress every 100 ms, the publisher's seq
+timeline), in seconds from the burst's start, to see *when* things happen.
 
 Columns of the table (times are from the start of the burst unless said otherwise):
 
@@ -61,7 +65,9 @@ Columns of the table (times are from the start of the burst unless said otherwis
   execution that it has not yet seen (0 when caught up), from the burst's start until all are
   complete or the deadline: the 99th percentile and the maximum over all clients and samples;
 * ``ping p50/p99/max``: round trips of ``ping`` → ``pong`` sent during the run (a ping still
-  unanswered at the end counts with its age then, a lower bound); ``unans``: pings unanswered;
+  unanswered at the end counts with its age then, a lower bound); ``ping unans/refused``: pings
+  never answered (a closed connection's outstanding pings included; the pinger reconnects), and
+  pings answered with an ``error`` instead of ``pong`` (e.g. ``rate_limited``);
 * ``health p99``: round trip of ``GET /api/ws/health`` (unanswered ones count as above);
 * ``correctness``: log mode: events lost (skipped: a seq jump never filled), duplicated and
   reordered, over every client; state mode: clients whose final state equals the state service's
@@ -658,47 +664,74 @@ def _proc_sample(pid: int) -> tuple[float, float] | None:
 
 
 async def _probe(host: str, port: int, pids: dict[str, int]) -> dict[str, Any]:
-    """Ping, health and RSS/CPU sampling until a line (or EOF) arrives on stdin."""
-    pings: list[list[float | None]] = []  # [sent, rtt]
+    """Ping, health and RSS/CPU sampling until a line (or EOF) arrives on stdin.
+
+    The pinger answers the bridge's pings and close frames like any client; a ping answered
+    with an ``error`` (e.g. ``rate_limited``: a stalled bridge reads a backlog of pings at once)
+    is counted as refused; if the bridge closes the pinger, it reconnects and goes on.
+    """
+    pings: list[list[Any]] = []  # [sent, rtt or None, refused]
     health: list[list[float | None]] = []
+    closes: list[list[Any]] = []  # [time, close code] of the pinger's connection
     samples: dict[str, list[list[float]]] = {name: [] for name in pids}
     outstanding: deque[int] = deque()
-    closed_at: list[float] = []
+    stopping = asyncio.Event()
+    ready = asyncio.Event()
 
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(_handshake(host, port))
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head[:80]
-
-    async def read_pongs() -> None:
-        buf = b""
+    async def one_connection() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
         try:
-            while True:
-                chunk = await reader.read(1 << 16)
-                if not chunk:
-                    break
-                now = time.monotonic()
-                frames, buf = _frames(buf + chunk)
-                for op, payload in frames:
-                    if op == 0x9:
-                        writer.write(_masked(payload, 0xA))
-                    elif op == 0x8:
+            writer.write(_handshake(host, port))
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 101"):
+                raise ConnectionError(head[:80].decode(errors="replace"))
+            ready.set()
+            code: list[int | None] = [None]
+
+            async def send_pings() -> None:
+                msg = _masked(b'{"type":"ping"}')
+                while not stopping.is_set():
+                    pings.append([time.monotonic(), None, False])
+                    outstanding.append(len(pings) - 1)
+                    writer.write(msg)
+                    await asyncio.sleep(PING_EVERY)
+
+            sender = asyncio.create_task(send_pings())
+            buf = b""
+            try:
+                while True:
+                    chunk = await reader.read(1 << 16)
+                    if not chunk:
                         return
-                    elif op == 0x1 and b'"pong"' in payload and outstanding:
-                        k = outstanding.popleft()
-                        sent = pings[k][0]
-                        assert sent is not None
-                        pings[k][1] = now - sent
+                    now = time.monotonic()
+                    frames, buf = _frames(buf + chunk)
+                    for op, payload in frames:
+                        if op == 0x9:
+                            writer.write(_masked(payload, 0xA))
+                        elif op == 0x8:  # answer the close, as a client must
+                            code[0] = struct.unpack("!H", payload[:2])[0] if payload else None
+                            writer.write(_masked(payload[:2], 0x8))
+                            return
+                        elif (
+                            op == 0x1
+                            and outstanding
+                            and (b'"pong"' in payload or b'"error"' in payload)
+                        ):
+                            row = pings[outstanding.popleft()]
+                            row[1] = now - row[0]
+                            row[2] = b'"error"' in payload
+            finally:
+                sender.cancel()
+                outstanding.clear()  # what was not answered on this connection never will be
+                closes.append([time.monotonic(), code[0]])
         finally:
-            closed_at.append(time.monotonic())
+            writer.close()
 
     async def ping_loop() -> None:
-        msg = _masked(b'{"type":"ping"}')
-        while not closed_at:
-            pings.append([time.monotonic(), None])
-            outstanding.append(len(pings) - 1)
-            writer.write(msg)
-            await asyncio.sleep(PING_EVERY)
+        while not stopping.is_set():
+            with contextlib.suppress(OSError, ConnectionError, asyncio.IncompleteReadError):
+                await one_connection()
+            await asyncio.sleep(0.2)
 
     async def one_health(k: int) -> None:
         try:
@@ -707,10 +740,10 @@ async def _probe(host: str, port: int, pids: dict[str, int]) -> dict[str, Any]:
                 f"GET /api/ws/health HTTP/1.1\r\nHost: {host}:{port}\r\n"
                 "Connection: close\r\n\r\n".encode()
             )
-            await r.read()  # until the server closes
+            answer = await r.read()  # until the server closes
             sent = health[k][0]
-            assert sent is not None
-            health[k][1] = time.monotonic() - sent
+            if answer.startswith(b"HTTP/1.1 200") and sent is not None:
+                health[k][1] = time.monotonic() - sent
             w.close()
         except OSError:
             pass
@@ -738,32 +771,33 @@ async def _probe(host: str, port: int, pids: dict[str, int]) -> dict[str, Any]:
                     samples[name].append([now, got[0], got[1]])
             await asyncio.sleep(RSS_EVERY)
 
-    reading = asyncio.create_task(read_pongs())
-    loops = [asyncio.create_task(c) for c in (ping_loop(), health_loop(), sample_loop())]
+    pinging = asyncio.create_task(ping_loop())
+    await asyncio.wait_for(ready.wait(), 30)
+    loops = [asyncio.create_task(c) for c in (health_loop(), sample_loop())]
     await asyncio.sleep(0.1)
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.readline)
     stopped = time.monotonic()
+    stopping.set()
     for t in loops:
         t.cancel()
     # A grace period: what was sent before the stop may still be answered.
     grace = stopped + GRACE
-    while ((outstanding and not closed_at) or tasks) and time.monotonic() < grace:
+    while (outstanding or tasks) and time.monotonic() < grace:
         await asyncio.sleep(0.01)
     ended = time.monotonic()
-    for t in [reading, *loops, *tasks]:
+    for t in [pinging, *loops, *tasks]:
         t.cancel()
-    for t in [reading, *loops, *tasks]:
+    for t in [pinging, *loops, *tasks]:
         with contextlib.suppress(BaseException):
             await t
-    writer.close()
     return {
         "stopped": stopped,
         "ended": ended,
         "pings": pings,
         "health": health,
         "samples": samples,
-        "pingClosedAt": closed_at[0] if closed_at else None,
+        "pingCloses": closes,
     }
 
 
@@ -844,6 +878,7 @@ class Run:
         self.clients: list[Client] = []
         self.notes: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.raw: dict[str, Any] = {}
 
     # A client lost its connection: resume it, as a real one would (backing off).
     def lost(self, client: Client) -> None:
@@ -1161,11 +1196,15 @@ class Run:
         if errors:
             notes.append(f"{len(errors)} error(s) from the bridge, e.g. {errors[0][:120]}")
         notes.extend(mismatches)
+        ping_closes = [code for t, code in probed["pingCloses"] if t <= t_final]
+        if ping_closes and not cfg.sigterm:
+            notes.append(f"the bridge closed the pinger: codes {ping_closes}")
         pre = {
             k: sum(c.pre_burst.get(k, 0) for c in clients) for k in ("dups", "reorders", "missing")
         }
         if any(pre.values()):
             notes.append(f"before the burst: {pre}")
+        self.raw = _raw_series(clients, report, probed, t0, t_final)
         return {
             "config": asdict(cfg),
             "published": int(report["published"]),
@@ -1192,6 +1231,9 @@ class Run:
             "pingMaxMs": 1000 * max(pings[0], default=float("nan")),
             "pingsSent": len(pings[0]),
             "pingsUnanswered": pings[1],
+            "pingsRefused": sum(
+                1 for sent, _, refused in probed["pings"] if refused and t_burst <= sent <= t_final
+            ),
             "healthP99Ms": 1000 * _pct(health[0], 0.99),
             "healthUnanswered": health[1],
             "lost": sum(b - a + 1 for c in clients for a, b in c.missing),
@@ -1217,6 +1259,49 @@ class Run:
         }
 
 
+def _raw_series(
+    clients: list[Client], report: dict[str, Any], probed: dict[str, Any], t0: float, t1: float
+) -> dict[str, Any]:
+    """The series behind the figures, times in seconds from the burst's start (``--dump``)."""
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 4)
+
+    step = 0.1
+    grid = [t0 + k * step for k in range(int((t1 - t0) / step) + 1)]
+    seen = []
+    for c in clients:
+        row = []
+        for t in grid:
+            k = bisect.bisect_right(c.tl_t, t) - 1
+            row.append(c.tl_s[k] if k >= 0 else 0)
+        seen.append(row)
+    times = report["timeline"]["t"]
+    return {
+        "t0": t0,
+        "burstEnd": rel(float(report["tEnd"])),
+        "pings": [[rel(sent), rtt, refused] for sent, rtt, refused in probed["pings"]],
+        "pingCloses": [[rel(t), code] for t, code in probed["pingCloses"]],
+        "health": [[rel(sent), rtt] for sent, rtt in probed["health"]],
+        "processes": {
+            name: [[rel(t), rss, cpu] for t, rss, cpu in rows]
+            for name, rows in probed["samples"].items()
+        },
+        "published": {
+            "t": [rel(t) for t in times],
+            "seqs": report["timeline"]["seqs"],
+        },
+        "clients": {
+            "execution": [c.execution_id for c in clients],
+            "firstDelivery": [rel(c.first_after) for c in clients],
+            "complete": [rel(c.complete_at) for c in clients],
+            "longestSilence": [c.max_silence for c in clients],
+            "closes": [c.closes for c in clients],
+            "seenEvery100ms": seen,
+        },
+    }
+
+
 def _spread(values: list[float]) -> dict[str, float] | None:
     """min / median / max of per-client times (seconds from the burst's start)."""
     if not values:
@@ -1238,7 +1323,7 @@ def _rtts(
     count with their age then."""
     out: list[float] = []
     missing = 0
-    for sent, rtt in rows:
+    for sent, rtt, *_ in rows:
         if sent is None or not t_from <= sent <= t_to:
             continue
         if rtt is None:
@@ -1285,8 +1370,10 @@ async def run_once(cfg: Config) -> dict[str, Any]:
     return await Run(cfg).execute()
 
 
-def run_many(configs: list[Config], progress: bool = True) -> list[dict[str, Any]]:
-    """Run each configuration in turn (fresh processes each)."""
+def run_many(
+    configs: list[Config], progress: bool = True, dump: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Run each configuration in turn (fresh processes each); ``dump`` gets the raw series."""
     results = []
     for cfg in configs:
         if progress:
@@ -1297,7 +1384,10 @@ def run_many(configs: list[Config], progress: bool = True) -> list[dict[str, Any
                 file=sys.stderr,
                 flush=True,
             )
-        results.append(asyncio.run(run_once(cfg)))
+        run = Run(cfg)
+        results.append(asyncio.run(run.execute()))
+        if dump is not None:
+            dump.append({"config": asdict(cfg), **run.raw})
     return results
 
 
@@ -1349,7 +1439,7 @@ def _row(r: dict[str, Any]) -> list[str]:
         _f(r["longestSilenceS"], 2),
         f"{_f(r['stalenessP99S'], 2)}/{_f(r['stalenessMaxS'], 2)}",
         f"{_f(r['pingP50Ms'], 0)}/{_f(r['pingP99Ms'], 0)}/{_f(r['pingMaxMs'], 0)}",
-        str(r["pingsUnanswered"]),
+        f"{r['pingsUnanswered']}/{r['pingsRefused']}",
         _f(r["healthP99Ms"], 0),
         correct,
         str(r["reconnects"]),
@@ -1370,7 +1460,7 @@ HEADER = [
     "silence s",
     "stale p99/max s",
     "ping p50/p99/max ms",
-    "unans",
+    "ping unans/refused",
     "health p99 ms",
     "correctness",
     "reconn",
@@ -1427,6 +1517,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigterm-timeout", type=float, default=15.0)
     p.add_argument("--no-reconnect", action="store_true", help="closed clients stay closed")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--dump", metavar="FILE", help="write the raw series (pings, RSS, …) as JSON")
     a = p.parse_args(argv)
     modes = [m for m in a.mode.split(",") if m]
     if not modes or any(m not in ("log", "state") for m in modes):
@@ -1446,7 +1537,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         for s, m in itertools.product(a.seconds, modes)
     ]
-    results = run_many(configs)
+    raw: list[dict[str, Any]] | None = [] if a.dump else None
+    results = run_many(configs, dump=raw)
+    if a.dump:
+        Path(a.dump).write_text(json.dumps(raw))
     if a.json:
         print(json.dumps(results, indent=1))
     else:
