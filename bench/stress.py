@@ -55,10 +55,11 @@ Columns of the table (times are from the start of the burst unless said otherwis
   client had its terminal event, or ``n/m incomplete`` at the deadline;
 * ``deliv/s``: events delivered to all clients from the burst's start until the last one
   completed (or the deadline), per second (it cannot exceed what was published per second);
-* ``catch-up deliv/s``: how fast the backlog left when the burst ended (events published that
-  clients had not yet seen) was drained: events drained / time from the burst's end until the
-  last client completed (or the deadline) — the bridge's own relay rate; ``-`` when there was no
-  backlog (under 100 events: the bridge kept up);
+* ``catch-up deliv/s``: events delivered after the burst ended / time from the burst's end until
+  the last client completed (or the deadline): how fast the backlog left at the burst's end was
+  drained, the bridge's own relay rate whatever the publisher's; ``-`` when there was no backlog
+  (under 100 events owed: the bridge kept up). In state mode a snapshot may stand for much of
+  the backlog, so this rate can be low there without anything being slow;
 * ``silence``: the longest time any client went without receiving an event while it was still
   owed events (from the burst's start until its terminal event, or the deadline);
 * ``stale p99/max``: every 50 ms, per client, the age of the oldest event published for its
@@ -334,7 +335,6 @@ class Client(asyncio.Protocol):
         self._head = b""
         self._buf = b""
         self._waiter: asyncio.Future[None] | None = None
-        self._expect = "subscribed"
         self._close_code: int | None = None
         self._aborted = False
         # accounting
@@ -353,9 +353,11 @@ class Client(asyncio.Protocol):
         self.first_after: float | None = None  # first event received after the burst began
         self.tl_t = array.array("d")
         self.tl_s = array.array("q")
+        self.tl_d = array.array("q")
         self._bucket = -1.0
         self.closes: list[int | None] = []
         self.reconnects = 0
+        self.resuming = False
         self.errors: list[str] = []
         self.pre_burst: dict[str, int] = {}
         # state mode
@@ -474,6 +476,7 @@ class Client(asyncio.Protocol):
             self._arrived(got, now)
 
     def _arrived(self, got: int, now: float) -> None:
+        """Events arrived (or a snapshot: ``got`` 0): the silence before it ends."""
         self.deliveries += got
         owed = self.owed_since
         done = self.complete_at
@@ -491,10 +494,12 @@ class Client(asyncio.Protocol):
         if now - self._bucket >= BUCKET:
             self.tl_t.append(now)
             self.tl_s.append(seen)
+            self.tl_d.append(self.deliveries)
             self._bucket = now
         else:
             self.tl_t[-1] = now
             self.tl_s[-1] = seen
+            self.tl_d[-1] = self.deliveries
 
     def seen(self) -> int:
         """The client has every event up to this seq (or a snapshot covering it)."""
@@ -579,10 +584,11 @@ class Client(asyncio.Protocol):
             self.state = ExecutionState.model_validate(execution)
             self.pending = {a: v for a, v in self.pending.items() if v[0] > last}
             self._note_running()
+        if from_bridge:
+            self._arrived(0, now)  # a snapshot is news too: the silence before it ends here
         if self.state is not None and self.state.is_terminal and self.complete_at is None:
             self.complete_at = now
-        if self.deliveries or from_bridge:
-            self._record(now)
+        self._record(now)
 
     def _reduce(self, seq: int, payload: bytes) -> None:
         """Apply one event; a running agent's progress is held until something else comes
@@ -883,23 +889,29 @@ class Run:
     # A client lost its connection: resume it, as a real one would (backing off).
     def lost(self, client: Client) -> None:
         cfg = self.cfg
-        if not (self.active and cfg.reconnect and not cfg.sigterm and client.complete_at is None):
+        if client.resuming or not (
+            self.active and cfg.reconnect and not cfg.sigterm and client.complete_at is None
+        ):
             return
         task = asyncio.get_running_loop().create_task(self._resume(client))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _resume(self, client: Client) -> None:
+        client.resuming = True
         delay = 0.1
-        while self.active and client.transport is None:
-            await asyncio.sleep(delay)
-            try:
-                await client.connect(client.resume_message(), timeout=10.0)
-                client.reconnects += 1
-                return
-            except (OSError, ConnectionError, TimeoutError):
-                client.abort()
-                delay = min(2 * delay, 1.0)
+        try:
+            while self.active and client.transport is None:
+                await asyncio.sleep(delay)
+                try:
+                    await client.connect(client.resume_message(), timeout=10.0)
+                    client.reconnects += 1
+                    return
+                except (OSError, ConnectionError, TimeoutError):
+                    client.abort()
+                    delay = min(2 * delay, 1.0)
+        finally:
+            client.resuming = False
 
     async def execute(self) -> dict[str, Any]:
         with (
@@ -1164,9 +1176,8 @@ class Run:
         for c in clients:
             k = bisect.bisect_right(c.tl_t, t_end) - 1
             seen_then = c.tl_s[k] if k >= 0 else 0
-            last = int(report["lastSeqs"][c.execution_id])
-            backlog += max(0, last - seen_then)
-            drained += max(0, min(last, c.seen()) - seen_then)
+            backlog += max(0, int(report["lastSeqs"][c.execution_id]) - seen_then)
+            drained += c.deliveries - (c.tl_d[k] if k >= 0 else 0)
         samples = probed["samples"]
         rss_b = [(t, r) for t, r, _ in samples.get("bridge", [])]
         rss_s = [(t, r) for t, r, _ in samples.get("service", [])]
