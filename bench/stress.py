@@ -100,6 +100,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,9 @@ def _service_main(db: str) -> int:
             if cmd[0] == "create":
                 n, a = int(cmd[1]), int(cmd[2])
                 agents = [(f"agent-{k + 1}", f"Worker{k + 1}") for k in range(a)]
-                infos = [{"agentId": i, "agentName": nm, "dependsOn": []} for i, nm in agents]
+                infos: list[Mapping[str, Any]] = [
+                    {"agentId": i, "agentName": nm, "dependsOn": []} for i, nm in agents
+                ]
                 for _ in range(n):
                     eid = uuid.uuid4().hex
                     executions.append(eid)
@@ -1232,7 +1235,7 @@ class Run:
             "deliveriesPerS": deliveries / max(t_last - t0, 1e-9),
             "backlogAtEnd": backlog,
             "catchUpDeliveriesPerS": (
-                drained / max(t_last - t_end, 1e-9) if backlog >= _MIN_BACKLOG else None
+                drained / (t_last - t_end) if backlog >= _MIN_BACKLOG and t_last > t_end else None
             ),
             "longestSilenceS": silence,
             "stalenessP99S": _pct(stale, 0.99),
