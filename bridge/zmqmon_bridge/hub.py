@@ -55,6 +55,10 @@ __all__ = ["Counters", "Hub", "Sink"]
 log = logging.getLogger("zmqmon.bridge")
 
 TICK: Final = 0.02  # seconds between services of retries, paging and slow-client checks
+#: requests to the state service in flight at once (lanes' and connections' pages, snapshots):
+#: replies are processed a few at a time, so the loop stays free for pings and live events
+MAX_REQUESTS: Final = 8
+_CHUNK: Final = 256  # items fanned out per loop turn when a page is released
 _EXEC: Final = b"exec/"
 
 Item = Relayed | Snapshot
@@ -134,6 +138,7 @@ class Hub:
                 snapshot_joins=mode == "state",  # state clients get a snapshot, log ones events
                 join_history=join_history,
                 max_buffer=lane_buffer,
+                page_size=500,
                 max_lag=max_lag,
                 repair_timeout=repair_timeout,
             )
@@ -146,6 +151,7 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: list[Sink] = []
         self._ticker: asyncio.Task[None] | None = None
+        self._requests = asyncio.Semaphore(MAX_REQUESTS)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -298,7 +304,11 @@ class Hub:
         return self.lanes["log"].page_size
 
     async def answer(self, request: Request) -> Reply:
-        """Make one repair request (for a lane or a connection's core)."""
+        """Make one repair request (for a lane or a connection's core); a few at a time."""
+        async with self._requests:
+            return await self._answer(request)
+
+    async def _answer(self, request: Request) -> Reply:
         try:
             if isinstance(request, FetchEvents):
                 items, last = await self.client.call(
@@ -327,7 +337,9 @@ class Hub:
         reply = await self.answer(request)
         lane = self.lanes[mode]
         lane.on_reply(request, reply, time.monotonic())
-        self._release(mode)
+        while lane.ready:  # a page goes out a chunk per loop turn: pings are not held up
+            self._release(mode, _CHUNK)
+            await asyncio.sleep(0)
 
     async def lookup_owner(self, execution_id: str) -> None:
         """Learn an execution's owner from the state service (auth on; waiting items relayed
@@ -355,11 +367,12 @@ class Hub:
 
     # -- fan-out -------------------------------------------------------------------------------
 
-    def _release(self, mode: Mode) -> None:
-        """Fan out what a lane delivered."""
-        take = self.lanes[mode].take_ready
-        while (item := take()) is not None:
-            self._fan_out(mode, item)
+    def _release(self, mode: Mode, limit: int | None = None) -> None:
+        """Fan out what a lane delivered (at most ``limit`` items)."""
+        ready = self.lanes[mode].ready
+        n = len(ready) if limit is None else min(limit, len(ready))
+        for _ in range(n):
+            self._fan_out(mode, ready.popleft())
 
     def _fan_out(self, mode: Mode, item: Item) -> None:
         eid = item.execution_id

@@ -78,8 +78,10 @@ class Session:
         self.state = state
         self.hub = hub
         self.max_buffer = max_buffer
-        self.high_water = max_buffer // 2
-        self.low_water = min(256 * 1024, max_buffer // 4)
+        # Past high_water it is congested (nothing more queued); below low_water it catches up.
+        # Small: what a slow client is owed waits in the store, not in this process.
+        self.high_water = min(256 * 1024, max_buffer // 2)
+        self.low_water = self.high_water // 4
         self.slow_timeout = slow_timeout
         self.max_subscriptions = max_subscriptions
         self.core: CloneCore[Relayed] = CloneCore(
@@ -122,10 +124,12 @@ class Session:
         self._pending_bytes += len(frame)
 
     def _room_for(self, size: int) -> bool:
-        """May a frame be queued now? Past ``high_water`` the client becomes congested."""
+        """May a frame be queued now? Past ``high_water`` the client becomes congested (one
+        frame always fits an empty queue: an event may be larger than ``high_water``)."""
         if self._congested_since is not None:
             return False
-        if self._buffered() + size > self.high_water:
+        buffered = self._buffered()
+        if buffered and buffered + size > self.high_water:
             self._congested_since = time.monotonic()
             return False
         return True
@@ -264,11 +268,14 @@ class Session:
                     core.resync(eid)
                 else:
                     core.refresh(eid)
-            elif self._still_wanted(eid):
-                if self._mode_for(eid) == "state" or last_sent < 0:
-                    core.resync(eid)
-                else:
-                    core.pin(eid, last_sent)
+            elif not self._still_wanted(eid):
+                continue
+            elif self._mode_for(eid) == "state":
+                core.resync(eid)
+            elif last_sent >= 0:
+                core.pin(eid, last_sent)
+            # else: what it missed waits in its core's ready queue (written next), or was a
+            # late duplicate of an execution it had caught up on
 
     def _still_wanted(self, execution_id: str) -> bool:
         """Does a subscription still select it (a re-sync of what no one wants is skipped)?"""

@@ -63,7 +63,7 @@ class Server:
         db: str | os.PathLike[str] | None = None,
         *,
         heartbeat_interval: float = 0.5,
-        sndhwm: int = 100_000,
+        sndhwm: int = 10_000,
         max_workers: int = 8,
         progress_interval: float = 0.05,
     ) -> None:
@@ -205,7 +205,7 @@ def serve(
     db: str,
     *,
     on_start: Callable[[Server], None] | None = None,
-    sndhwm: int = 100_000,
+    sndhwm: int = 10_000,
 ) -> int:
     """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
 

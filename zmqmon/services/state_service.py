@@ -210,10 +210,10 @@ class StateService:
         return {"execution": state.to_json_dict()}
 
     def _events(self, req: EventsRequest) -> bytes:
-        state = self.store.state(req.execution_id)
-        if state is None:
+        page = self.store.events_page(req.execution_id, req.after_seq, req.limit)
+        if page is None:
             raise NotFoundError(f"no execution {req.execution_id!r}")
-        payloads = self.store.event_payloads(req.execution_id, req.after_seq, req.limit)
+        payloads, last_seq = page
         # Bounded reply: events can be up to 1 MiB each. Fewer than asked is fine: lastSeq tells
         # the client there is more, and it asks again after the last seq it got.
         size = 0
@@ -225,7 +225,7 @@ class StateService:
         # The stored payloads are spliced in verbatim: exactly the bytes that were published.
         head = b'{"ok":true,"events":[' + b",".join(payloads) + b'],"lastSeq":'
         tail = b"" if req.id is None else b',"id":' + dumps(req.id)
-        return head + str(state.last_seq).encode() + tail + b"}"
+        return head + str(last_seq).encode() + tail + b"}"
 
     def _executions(self, req: ExecutionsRequest) -> dict[str, Any]:
         states = self.store.executions(

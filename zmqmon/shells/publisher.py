@@ -55,7 +55,7 @@ class EventPublisher(EventEmitter):
         *,
         store: Store | None = None,
         heartbeat_interval: float = 0.5,
-        sndhwm: int = 100_000,
+        sndhwm: int = 10_000,
         context: zmq.Context[Any] | None = None,
         publisher_id: str | None = None,
         clock: Callable[[], float] = time.time,

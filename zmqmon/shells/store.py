@@ -342,6 +342,47 @@ class Store:
         )
         return [bytes(r[0]) for r in rows]
 
+    def events_page(
+        self, execution_id: str, after_seq: int = 0, limit: int = 1000
+    ) -> tuple[list[bytes], int] | None:
+        """The payloads after ``after_seq`` (at most ``limit``) and the execution's lastSeq, or
+        None if the execution is unknown.
+
+        Like every read it first waits for the writer (``read_wait`` at most) — except when a
+        whole page after ``after_seq`` is committed already: a subscriber paging through a
+        backlog during a burst then reads it at once, instead of waiting behind the burst's
+        newest events each time (the lastSeq it gets says how far the file goes).
+        """
+        committed = self._states.get(execution_id)  # the writer's view after its last commit
+        if committed is None or committed.last_seq < after_seq + limit:
+            self.flush(timeout=self.read_wait, strict=False)
+        with self._read_lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            read = self._read
+            try:
+                read.execute("BEGIN")  # one snapshot of the file for both reads
+                try:
+                    row = read.execute(
+                        "SELECT last_seq FROM executions WHERE execution_id = ?", (execution_id,)
+                    ).fetchone()
+                    rows = (
+                        []
+                        if row is None
+                        else read.execute(
+                            "SELECT payload FROM events WHERE execution_id = ? AND seq > ? "
+                            "ORDER BY seq LIMIT ?",
+                            (execution_id, after_seq, limit),
+                        ).fetchall()
+                    )
+                finally:
+                    read.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store read failed: {exc}") from exc
+        if row is None:
+            return None
+        return [bytes(r[0]) for r in rows], int(row[0])
+
     def events(
         self, execution_id: str, after_seq: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]]:
