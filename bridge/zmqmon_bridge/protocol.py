@@ -130,8 +130,8 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         after = obj["afterSeq"]
         if kind != "execution" or kind_of_msg != "subscribe":
             raise ClientMessageError("invalid_message", "afterSeq goes with subscribe executionId")
-        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-            raise ClientMessageError("invalid_message", "afterSeq must be an integer >= 0")
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
+            raise ClientMessageError("invalid_message", "afterSeq must be an integer 0..2**63-1")
     return ClientMessage(kind_of_msg, kind, value, after)  # type: ignore[arg-type]
 
 

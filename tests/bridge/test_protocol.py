@@ -81,6 +81,8 @@ def test_valid_messages(raw: str, expected: ClientMessage) -> None:
         ('{"type": "subscribe", "executionId": "e", "afterSeq": -1}', "invalid_message"),
         ('{"type": "subscribe", "executionId": "e", "afterSeq": "3"}', "invalid_message"),
         ('{"type": "subscribe", "executionId": "e", "afterSeq": true}', "invalid_message"),
+        # past SQLite's signed 64-bit INTEGER: refused here, not an overflow at the store
+        (f'{{"type": "subscribe", "executionId": "e", "afterSeq": {2**63}}}', "invalid_message"),
         ('{"type": "subscribe", "topic": "exec/", "afterSeq": 3}', "invalid_message"),
     ],
 )

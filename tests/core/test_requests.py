@@ -36,6 +36,7 @@ def test_execute_takes_exactly_one_source() -> None:
         (b'{"op": "launch"}', "unknown op 'launch'"),
         (b'{"op": "snapshot"}', "executionId: Field required"),
         (b'{"op": "events", "executionId": "e", "afterSeq": -1}', "afterSeq"),
+        (b'{"op": "events", "executionId": "e", "afterSeq": 9223372036854775808}', "afterSeq"),
         (b'{"op": "events", "executionId": "e", "limit": "lots"}', "limit"),
         (b'{"op": "executions", "status": "sleeping"}', "status"),
         (b'{"op": "ping", "extra": 1}', "extra: Extra inputs are not permitted"),

@@ -303,3 +303,13 @@ def test_events_reply_is_bounded_in_bytes(rig: Rig, monkeypatch: pytest.MonkeyPa
         assert more
         got += [e["seq"] for e in more]
     assert got == list(range(1, 24))
+
+
+@pytest.mark.parametrize("after", [2**63, 2**64 + 5, 10**30])
+def test_after_seq_past_sqlite_integers_is_bad_request_not_internal(rig: Rig, after: int) -> None:
+    emit_execution(rig.publisher)
+    code, message = error_of(rig.ask({"op": "events", "executionId": "e1", "afterSeq": after}))
+    assert code == "bad_request" and "afterSeq" in message
+    # The largest SQLite integer is a valid (empty) position.
+    reply = rig.ask({"op": "events", "executionId": "e1", "afterSeq": 2**63 - 1})
+    assert reply["ok"] is True and reply["events"] == [] and reply["lastSeq"] == 4
