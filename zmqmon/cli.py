@@ -1,7 +1,8 @@
 """The ``zmqmon`` command line: argument parsing only; each command calls one importable function.
 
 Every URL flag also reads its environment variable (``ZMQMON_EVENTS``, ``ZMQMON_STATE``,
-``ZMQMON_DB``, ``ZMQMON_HOST``, ``ZMQMON_PORT``, ``ZMQMON_JWT_SECRET``, ``ZMQMON_JWT_PUBLIC_KEY``).
+``ZMQMON_DB``, ``ZMQMON_HOST``, ``ZMQMON_PORT``, ``ZMQMON_JWT_SECRET``, ``ZMQMON_JWT_PUBLIC_KEY``),
+and so does ``serve --agents`` (``ZMQMON_AGENTS``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--events", help="PUB endpoint to bind " + _env_help("events"))
     serve.add_argument("--state", help="ROUTER endpoint to bind " + _env_help("state"))
     serve.add_argument("--db", help="SQLite file " + _env_help("db"))
+    serve.add_argument(
+        "--agents",
+        metavar="MODULES",
+        help="comma-separated modules whose callables workflows may run as agents, submodules "
+        "included; zmqmon.demo always; '*' = any importable callable, i.e. whoever reaches the "
+        "state port can run code " + _env_help("agents"),
+    )
 
     bridge = sub.add_parser("bridge", help="WebSocket bridge and dashboard")
     bridge.add_argument("--events", help="event stream to subscribe to " + _env_help("events"))
@@ -85,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=from_env("events", args.events) or "",
             state=from_env("state", args.state) or "",
             db=from_env("db", args.db) or "",
+            agents=from_env("agents", args.agents) or "",
         )
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge

@@ -33,6 +33,7 @@ ENV: Final = {
     "port": "ZMQMON_PORT",
     "jwt_secret": "ZMQMON_JWT_SECRET",
     "jwt_public_key": "ZMQMON_JWT_PUBLIC_KEY",
+    "agents": "ZMQMON_AGENTS",
 }
 
 _DEFAULTS: Final[dict[str, str | None]] = {
@@ -43,6 +44,7 @@ _DEFAULTS: Final[dict[str, str | None]] = {
     "port": str(DEFAULT_BRIDGE_PORT),
     "jwt_secret": None,
     "jwt_public_key": None,
+    "agents": "zmqmon.demo",
 }
 
 

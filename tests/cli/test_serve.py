@@ -15,6 +15,7 @@ import pytest
 import zmq
 
 from tests.conftest import wait_for
+from zmqmon.errors import BadRequestError
 from zmqmon.shells.client import StateClient
 from zmqmon.shells.store import Store
 
@@ -111,3 +112,121 @@ def test_serve_on_a_busy_port_exits_non_zero_with_a_message(tmp_path: Path) -> N
     assert proc.returncode == 1
     assert out == ""
     assert "zmqmon serve:" in err and "in use" in err.lower()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def serve_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``zmqmon serve`` on free ports, run from ``cwd``, the tests' helper agents importable."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "zmqmon.cli", "serve", "--events", "tcp://127.0.0.1:0",
+         "--state", "tcp://127.0.0.1:0", "--db", str(cwd / "serve.sqlite3"), *args],
+        cwd=cwd,
+        stdin=subprocess.PIPE,  # never written: an agent reading stdin blocks, as a daemon's would
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )  # fmt: skip
+
+
+def one_agent(uses: str, **extra: Any) -> dict[str, Any]:
+    return {"name": uses, "agents": [{"id": "a", "uses": uses, **extra}]}
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, expect a clean exit, return stderr."""
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return err
+
+
+def finished(client: StateClient, execution_id: str) -> Any:
+    return wait_for(lambda: (s := client.snapshot(execution_id)).is_terminal and s, timeout=20)
+
+
+@pytest.mark.timeout(60)
+def test_serve_runs_only_its_agent_modules_and_imports_nothing_else(tmp_path: Path) -> None:
+    proc = serve_in(tmp_path)
+    try:
+        assert proc.stdout is not None
+        endpoints = json.loads(proc.stdout.readline())
+        with StateClient(endpoints["state"], timeout=10) as client:
+            for uses in ("sys:exit", "venv.__main__:main", "unittest.__main__:main",
+                         "zmqmon.demo_evil:x", "zmqmon:Executor",
+                         "tests.services.executor.agents:echo"):  # fmt: skip
+                with pytest.raises(BadRequestError, match="not an agent module"):
+                    client.execute(workflow=one_agent(uses))
+                with pytest.raises(BadRequestError, match="not an agent module"):
+                    client.create_workflow(one_agent(uses))
+            # An allowed module's attribute path may not lead into another module.
+            with pytest.raises(BadRequestError, match="leads into module 'asyncio'"):
+                client.execute(workflow=one_agent("zmqmon.demo:asyncio.sleep"))
+            assert client.workflows() == []  # nothing refused was stored
+            assert client.ping()
+            assert finished(client, client.execute(workflow=QUICK)).status == "completed"
+        err = stop(proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    # venv.__main__ was never imported: no virtualenv appeared where the service runs.
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("serve.sqlite3")] == []
+    assert "Traceback" not in err and "agents may be imported from: zmqmon.demo" in err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_serve_agents_from_the_flag_or_the_environment(tmp_path: Path, how: str) -> None:
+    modules = "tests.services.executor.agents"
+    if how == "flag":
+        proc = serve_in(tmp_path, "--agents", modules)
+    else:
+        proc = serve_in(tmp_path, env={"ZMQMON_AGENTS": modules})
+    try:
+        assert proc.stdout is not None
+        endpoints = json.loads(proc.stdout.readline())
+        with StateClient(endpoints["state"], timeout=10) as client:
+            echo = client.execute(workflow=one_agent(f"{modules}:echo"))
+            assert finished(client, echo).status == "completed"
+            with pytest.raises(BadRequestError, match="not an agent module"):
+                client.execute(workflow=one_agent("tests.services.executor.import_marker:agent"))
+        stop(proc)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.timeout(90)
+def test_serve_with_any_agents_warns_and_outlives_whatever_agents_raise(tmp_path: Path) -> None:
+    proc = serve_in(tmp_path, "--agents", "*")
+    try:
+        assert proc.stdout is not None
+        endpoints = json.loads(proc.stdout.readline())
+        with StateClient(endpoints["state"], timeout=10) as client:
+            for uses, error_type in (
+                ("sys:exit", "SystemExit"),
+                ("tests.services.executor.agents:interrupt", "KeyboardInterrupt"),
+                ("tests.services.executor.agents:abort", "Abort"),
+                ("tests.services.executor.agents:exit_async", "SystemExit"),
+            ):
+                execution_id = client.execute(workflow=one_agent(uses))
+                state = finished(client, execution_id)
+                assert state.status == "failed", uses
+                events, _ = client.events(execution_id)
+                failed = [e for e in events if e.type == "agent:failed"]
+                assert [e.data.error_type for e in failed] == [error_type]  # type: ignore[union-attr]
+                assert events[-1].type == "execution:failed"
+                assert client.ping()
+            # A module that raises SystemExit on import refuses the request, and only that.
+            with pytest.raises(BadRequestError, match="SystemExit"):
+                client.execute(workflow=one_agent("tests.services.executor.exits_on_import:x"))
+            assert client.ping()
+            assert finished(client, client.execute(workflow=QUICK)).status == "completed"
+        err = stop(proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    warning = next(line for line in err.splitlines() if "--agents '*'" in line)
+    assert "WARNING" in warning and endpoints["state"] in warning and "run" in warning

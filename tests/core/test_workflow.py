@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from zmqmon.core.workflow import parse_workflow, topological_order
-from zmqmon.errors import WorkflowError
+from zmqmon.core.workflow import AgentAllowList, parse_workflow, topological_order
+from zmqmon.errors import ConfigError, WorkflowError
 
 
 def _wf(*agents: dict) -> dict:
@@ -52,3 +52,28 @@ def test_valid_diamond_orders_dependencies_first() -> None:
 def test_invalid_definitions_name_the_fault(source: object, fragment: str) -> None:
     with pytest.raises(WorkflowError, match=fragment):
         parse_workflow(source)  # type: ignore[arg-type]
+
+
+def test_allow_list_names_are_exact_and_take_submodules() -> None:
+    allow = AgentAllowList.parse("mypkg.agents, other,,")
+    assert allow.modules == {"zmqmon.demo", "mypkg.agents", "other"}
+    for module in ("zmqmon.demo", "mypkg.agents", "mypkg.agents.sub", "mypkg.agents.a.b", "other"):
+        assert allow.allows_module(module), module
+    for module in ("zmqmon", "zmqmon.demo_evil", "zmqmon.demox.y", "mypkg", "mypkg.agents_x",
+                   "otherwise", "sys", "venv.__main__", ""):  # fmt: skip
+        assert not allow.allows_module(module), module
+    allow.check_uses("mypkg.agents.sub:run")
+    with pytest.raises(WorkflowError, match=r"'zmqmon\.demo_evil' is not an agent module"):
+        allow.check_uses("zmqmon.demo_evil:x")
+    with pytest.raises(WorkflowError, match="dunder"):
+        allow.check_uses("zmqmon.demo:work.__code__")
+
+
+def test_allow_list_star_allows_any_and_bad_names_are_config_errors() -> None:
+    assert AgentAllowList.parse("*").any_module and AgentAllowList.ANY.allows_module("sys")
+    AgentAllowList.ANY.check_uses("sys:exit")  # the operator's choice, said at start
+    assert str(AgentAllowList.parse("b,a")) == "a,b,zmqmon.demo"
+    assert AgentAllowList.parse(None) == AgentAllowList()
+    for bad in ("my-pkg", "a..b", "os;rm", ".x"):
+        with pytest.raises(ConfigError, match="not a dotted module name"):
+            AgentAllowList.parse(bad)

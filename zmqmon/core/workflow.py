@@ -4,27 +4,122 @@ A definition names agents, what each ``uses`` (an import path ``module:callable`
 ``params`` and what it ``dependsOn``. Everything checkable without importing code is checked here:
 shape and types, duplicate ids, unknown dependencies, cycles. Resolving ``uses`` imports code, so
 the executor does it (still before anything runs).
+
+Which code a service may import is decided here too, without importing anything:
+:class:`AgentAllowList` (contract §4: a service runs agents only from the modules it was started
+with).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Annotated, Any
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from zmqmon.core.events import validation_message
-from zmqmon.errors import WorkflowError
+from zmqmon.errors import ConfigError, WorkflowError
 
-__all__ = ["AgentSpec", "WorkflowDefinition", "parse_workflow", "topological_order"]
+__all__ = [
+    "ALWAYS_ALLOWED",
+    "AgentAllowList",
+    "AgentSpec",
+    "WorkflowDefinition",
+    "parse_workflow",
+    "topological_order",
+]
 
 _ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
 _USES = Annotated[
     str,
     Field(pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"),
 ]
+
+
+#: Modules every service may run agents from: the shipped demo agents (contract §4).
+ALWAYS_ALLOWED: Final = ("zmqmon.demo",)
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+@dataclass(frozen=True)
+class AgentAllowList:
+    """The modules a service imports agents from; any other ``uses`` is refused unimported.
+
+    A module is allowed when its name is listed or is a submodule of a listed one (``mypkg.agents``
+    allows ``mypkg.agents`` and ``mypkg.agents.sub``, not ``mypkg.agents_evil`` nor ``mypkg``), as a
+    package allow-list would: a listed package vouches for what it contains. :data:`ALWAYS_ALLOWED`
+    is always in. ``"*"`` (:attr:`ANY`) allows every importable callable — for a service whose
+    state port only trusted code can reach, and for the embedded executor in the user's own
+    process.
+
+    When not :attr:`any_module`, the attribute path after ``:`` may not start with or pass through
+    a dunder name (``__globals__``, ``__builtins__`` …), and resolving it may not step into a
+    module outside the list (``zmqmon.demo:time.sleep`` is refused though ``zmqmon.demo`` imports
+    ``time``): see :meth:`check_uses` and :meth:`allows_module`.
+    """
+
+    modules: frozenset[str] = frozenset(ALWAYS_ALLOWED)
+    any_module: bool = False
+
+    ANY: ClassVar[AgentAllowList]
+
+    @classmethod
+    def parse(cls, spec: str | Iterable[str] | None) -> AgentAllowList:
+        """From ``"mypkg.agents,other"`` (or a list of names); ``"*"`` allows any module.
+
+        Blank entries are ignored; a name that is not a dotted module name raises
+        :class:`~zmqmon.errors.ConfigError`.
+        """
+        names = spec.split(",") if isinstance(spec, str) else list(spec or ())
+        modules = set(ALWAYS_ALLOWED)
+        any_module = False
+        for raw in names:
+            name = raw.strip()
+            if not name:
+                continue
+            if name == "*":
+                any_module = True
+            elif _MODULE.match(name):
+                modules.add(name)
+            else:
+                raise ConfigError(f"agent module {name[:100]!r} is not a dotted module name")
+        return cls(frozenset(modules), any_module)
+
+    def allows_module(self, module: str) -> bool:
+        """True when agents may be imported from ``module`` (exact name or a submodule)."""
+        if self.any_module or module in self.modules:
+            return True
+        # Submodules: check each dotted parent, an exact match each time (no prefix games).
+        head, dot, _ = module.rpartition(".")
+        while dot:
+            if head in self.modules:
+                return True
+            head, dot, _ = head.rpartition(".")
+        return False
+
+    def check_uses(self, uses: str) -> None:
+        """Raise :class:`WorkflowError` if ``uses`` (``module:attr``) may not be imported here."""
+        if self.any_module:
+            return
+        module, _, attr_path = uses.partition(":")
+        if not self.allows_module(module):
+            allowed = ", ".join(sorted(self.modules))
+            raise WorkflowError(
+                f"module {module!r} is not an agent module of this service (allowed: {allowed}; "
+                "start it with --agents to add one)"
+            )
+        if any(part.startswith("__") for part in attr_path.split(".")):
+            raise WorkflowError(f"{uses!r}: dunder attributes are not agents")
+
+    def __str__(self) -> str:
+        return "*" if self.any_module else ",".join(sorted(self.modules))
+
+
+AgentAllowList.ANY = AgentAllowList(frozenset(ALWAYS_ALLOWED), any_module=True)
 
 
 class _Model(BaseModel):

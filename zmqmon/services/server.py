@@ -25,8 +25,8 @@ from typing import Any
 import zmq
 
 from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
-from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
-from zmqmon.errors import InternalError
+from zmqmon.core.workflow import AgentAllowList, WorkflowDefinition, parse_workflow
+from zmqmon.errors import ConfigError, InternalError
 from zmqmon.services.state_service import StateService
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
@@ -54,7 +54,12 @@ def _load_engine() -> Any:
 
 
 class Server:
-    """The executor service on two endpoints and one SQLite file. A context manager."""
+    """The executor service on two endpoints and one SQLite file. A context manager.
+
+    ``agents``: the modules whose callables definitions may name in ``uses`` (default: only
+    ``zmqmon.demo``; :attr:`AgentAllowList.ANY <zmqmon.core.workflow.AgentAllowList.ANY>` for
+    any — what the embedded executor uses, in the user's own process).
+    """
 
     def __init__(
         self,
@@ -66,6 +71,7 @@ class Server:
         sndhwm: int = 100_000,
         max_workers: int = 8,
         progress_interval: float = 0.05,
+        agents: AgentAllowList = AgentAllowList(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         self._events_endpoint = events
         self._state_endpoint = state
@@ -78,6 +84,7 @@ class Server:
         self._sndhwm = sndhwm
         self._max_workers = max_workers
         self._progress_interval = progress_interval
+        self.agents = agents
         self.endpoints: dict[str, str] = {}
         self.store: Store
         self.publisher: EventPublisher
@@ -110,6 +117,7 @@ class Server:
                     self.publisher,
                     max_workers=self._max_workers,
                     progress_interval=self._progress_interval,
+                    agents=self.agents,
                 )
             self.service = StateService(
                 self._state_endpoint,
@@ -117,6 +125,7 @@ class Server:
                 publisher=self.publisher,
                 runner=self.engine,
                 context=self._context,
+                agents=self.agents,
             ).start()
         except BaseException:
             self.stop()
@@ -199,13 +208,22 @@ class Server:
         self.stop()
 
 
-def serve(events: str, state: str, db: str) -> int:
-    """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints."""
+def serve(events: str, state: str, db: str, agents: str = "") -> int:
+    """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
+
+    ``agents``: comma-separated modules agents may be imported from (``zmqmon.demo`` always;
+    ``*``: any importable callable). Exit 2 on an unusable setting, 1 if the service cannot start.
+    """
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        allow = AgentAllowList.parse(agents)
+    except ConfigError as exc:
+        print(f"zmqmon serve: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -213,11 +231,21 @@ def serve(events: str, state: str, db: str) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server = Server(events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None).start()
+        server = Server(
+            events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None, agents=allow
+        ).start()
     except Exception as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)
         return 1
     try:
+        if allow.any_module:
+            log.warning(
+                "--agents '*': any importable callable can be run as an agent by whoever reaches "
+                "the state port %s — keep it where only trusted code can connect",
+                server.endpoints["state"],
+            )
+        else:
+            log.info("agents may be imported from: %s", allow)
         print(json.dumps(server.endpoints), flush=True)
         while not stop.wait(0.5):
             pass

@@ -39,7 +39,7 @@ from zmqmon.core.requests import (
     request_id_of,
 )
 from zmqmon.core.wire import dumps
-from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
+from zmqmon.core.workflow import AgentAllowList, WorkflowDefinition, parse_workflow
 from zmqmon.errors import (
     BadRequestError,
     ConflictError,
@@ -81,7 +81,12 @@ class ExecutionRunner(Protocol):
 
 
 class StateService:
-    """ROUTER in its own thread; every op of contract §4; malformed requests → ``bad_request``."""
+    """ROUTER in its own thread; every op of contract §4; malformed requests → ``bad_request``.
+
+    ``agents``: the modules definitions may name in ``uses`` (None: any). ``create_workflow`` and
+    ``execute`` refuse any other module with ``bad_request`` before anything is imported or
+    stored; the runner checks again as it resolves.
+    """
 
     def __init__(
         self,
@@ -91,8 +96,10 @@ class StateService:
         publisher: EventPublisher,
         runner: ExecutionRunner | None = None,
         context: zmq.Context[Any] | None = None,
+        agents: AgentAllowList | None = None,
     ) -> None:
         self.store = store
+        self.agents = agents
         self.publisher = publisher
         self.runner = runner
         self._context = context or zmq.Context.instance()
@@ -157,7 +164,9 @@ class StateService:
                 reply = self.handle_frames(frames)
                 if reply is not None:
                     sock.send_multipart(reply)
-            except Exception:
+            except BaseException:
+                # Nothing a request provokes may end this thread: a dead state service behind a
+                # live process answers no one (a real Ctrl-C goes to the main thread, not here).
                 log.exception("state service: could not answer a message")
 
     # -- messages -------------------------------------------------------------------------------
@@ -189,7 +198,7 @@ class StateService:
             result = self._ops[type(request)](request)
         except ServiceError as exc:
             return encode_error(exc.code, exc.message, rid)
-        except Exception as exc:
+        except BaseException as exc:  # even SystemExit from code an op ran: answer, go on
             log.exception("state service: %s failed", request.op)
             return encode_error(
                 "internal", f"{request.op} failed: {type(exc).__name__}: {exc}", rid
@@ -233,12 +242,24 @@ class StateService:
         )
         return {"executions": [s.to_json_dict() for s in states]}
 
-    def _create_workflow(self, req: CreateWorkflowRequest) -> dict[str, Any]:
+    def _definition(self, source: Mapping[str, Any]) -> WorkflowDefinition:
+        """Parse a definition from a request and check its ``uses`` against :attr:`agents`."""
         try:
-            definition = parse_workflow(req.workflow)
+            definition = parse_workflow(source)
+            if self.agents is not None:
+                for spec in definition.agents:
+                    try:
+                        self.agents.check_uses(spec.uses)
+                    except WorkflowError as exc:
+                        raise WorkflowError(
+                            f"agent {spec.id!r}: uses {spec.uses!r}: {exc}"
+                        ) from exc
         except WorkflowError as exc:
-            raise BadRequestError(str(exc)) from None
-        return {"workflowId": self.store.save_workflow(definition)}
+            raise BadRequestError(str(exc)) from exc
+        return definition
+
+    def _create_workflow(self, req: CreateWorkflowRequest) -> dict[str, Any]:
+        return {"workflowId": self.store.save_workflow(self._definition(req.workflow))}
 
     def _workflows(self, req: WorkflowsRequest) -> dict[str, Any]:
         return {"workflows": self.store.workflows()}
@@ -252,10 +273,7 @@ class StateService:
                 raise NotFoundError(f"no workflow {req.workflow_id!r}")
             workflow_id = req.workflow_id
         else:
-            try:
-                definition = parse_workflow(req.workflow or {})
-            except WorkflowError as exc:
-                raise BadRequestError(str(exc)) from None
+            definition = self._definition(req.workflow or {})
             workflow_id = None  # stored once the runner accepted it
         run_workflow_id = workflow_id or uuid.uuid4().hex
         try:
@@ -263,7 +281,7 @@ class StateService:
                 definition, workflow_id=run_workflow_id, inputs=req.inputs, user_id=req.user_id
             )
         except WorkflowError as exc:
-            raise BadRequestError(str(exc)) from None
+            raise BadRequestError(str(exc)) from exc
         if workflow_id is None:
             self.store.save_workflow(definition, run_workflow_id)
         return {"executionId": str(handle.id)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from zmqmon.services.executor.context import AgentContext
@@ -15,3 +16,32 @@ def echo(ctx: AgentContext) -> dict[str, Any]:
 
 def two_args(ctx: AgentContext, other: int) -> None:
     return None
+
+
+class Abort(BaseException):
+    """Not an Exception: what a careless library might raise."""
+
+
+def exit_now(ctx: AgentContext) -> None:
+    sys.exit(3)
+
+
+def interrupt(ctx: AgentContext) -> None:
+    raise KeyboardInterrupt
+
+
+def abort(ctx: AgentContext) -> None:
+    raise Abort("gave up")
+
+
+async def exit_async(ctx: AgentContext) -> None:
+    raise SystemExit("async exit")
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+def unprintable(ctx: AgentContext) -> None:
+    raise _Unprintable

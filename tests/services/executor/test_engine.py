@@ -442,3 +442,34 @@ def test_close_cancels_what_runs(events: list[dict[str, Any]]) -> None:
     assert check_events(events).status == "cancelled"
     with pytest.raises(RuntimeError, match="closed"):
         engine.submit({"name": "X", "agents": [{"id": "a", "uses": "zmqmon.demo:work"}]})
+
+
+@pytest.mark.parametrize(
+    ("uses", "error_type"),
+    [
+        ("tests.services.executor.agents:exit_now", "SystemExit"),
+        ("tests.services.executor.agents:interrupt", "KeyboardInterrupt"),
+        ("tests.services.executor.agents:abort", "Abort"),
+        ("tests.services.executor.agents:exit_async", "SystemExit"),
+        ("tests.services.executor.agents:unprintable", "_Unprintable"),
+        ("sys:exit", "SystemExit"),
+    ],
+)
+def test_whatever_an_agent_raises_fails_it_and_the_engine_goes_on(
+    engine: WorkflowEngine, events: list[dict[str, Any]], uses: str, error_type: str
+) -> None:
+    handle = engine.submit({"name": "Bad", "agents": [{"id": "bad", "uses": uses}]})
+    assert handle.join(10) == "failed"
+    check_events(handle.events)
+    failed = next(e for e in handle.events if e["type"] == "agent:failed")
+    assert failed["data"]["errorType"] == error_type and failed["data"]["error"]
+    assert handle.events[-1]["type"] == "execution:failed"
+    assert handle.events[-1]["data"]["errorType"] == error_type
+    # The loop and the thread pool still serve: sync and async agents alike.
+    after = engine.submit(
+        {"name": "After", "agents": [
+            {"id": "s", "uses": "tests.services.executor.agents:echo"},
+            {"id": "a", "uses": "zmqmon.demo:work", "params": {"seconds": 0, "steps": 1}},
+        ]}
+    )  # fmt: skip
+    assert after.join(10) == "completed"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from zmqmon.core.emitter import EventEmitter
+from zmqmon.core.workflow import AgentAllowList
 from zmqmon.errors import WorkflowError
 from zmqmon.services.executor.context import AgentContext
 from zmqmon.services.executor.handle import ExecutionHandle, RunRecord
@@ -31,6 +33,8 @@ from zmqmon.services.executor.results import fit, to_json_safe
 
 __all__ = ["WorkflowEngine"]
 
+log = logging.getLogger(__name__)
+
 #: how long cancelled async agents get to unwind before the terminal event goes out anyway
 CANCEL_GRACE: Final = 2.0
 _CANCEL: Final = object()
@@ -38,6 +42,14 @@ _CANCEL: Final = object()
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
+
+
+def _describe(exc: BaseException) -> str:
+    """The message of what an agent raised; an exception whose ``str`` raises is still named."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return f"{type(exc).__name__} (its message could not be read)"
 
 
 class _Run:
@@ -204,6 +216,7 @@ class _Run:
         clock = self.engine.clock
         t0 = clock()
         timeout = spec.timeout_seconds
+        failure: BaseException | None = None
         try:
             async with asyncio.timeout(timeout) as scope:
                 if self.plan.is_async[agent_id]:
@@ -212,10 +225,17 @@ class _Run:
                     result = await self.engine.loop.run_in_executor(self.engine.pool, fn, ctx)
                 if inspect.isawaitable(result):  # a sync callable that returned a coroutine
                     result = await result
-        except asyncio.CancelledError:
-            ctx._cancel()
-            raise
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                ctx._cancel()
+                raise  # the scheduler is stopping this agent
+            failure = exc  # raised by the agent itself: a failure like any other
+        except BaseException as exc:
+            # Exception, SystemExit, KeyboardInterrupt, any BaseException: it fails this agent and
+            # goes no further. Let through, it would stop the engine's loop and every execution.
+            failure = exc
+        if failure is not None:
             ctx._cancel()
             if scope.expired():
                 error, error_type = (
@@ -223,7 +243,7 @@ class _Run:
                     ("AgentTimeoutError"),
                 )
             else:
-                error, error_type = str(exc) or type(exc).__name__, type(exc).__name__
+                error, error_type = _describe(failure), type(failure).__name__
             with self.lock:
                 self.finished_agents.add(agent_id)
                 if not self.closed:
@@ -343,8 +363,10 @@ class WorkflowEngine:
     """Runs workflows and emits their events through ``emitter``.
 
     ``max_workers`` threads run sync agents; ``progress_interval`` is the coalescing interval of
-    ``agent:progress`` and ``execution:progress`` (seconds; 0 = every call). Safe to use from any
-    thread. ``endpoints`` (set by whoever publishes the events) is handed to each handle.
+    ``agent:progress`` and ``execution:progress`` (seconds; 0 = every call). ``agents``: the
+    modules a definition's ``uses`` may import (None: any — the engine in the user's own process;
+    a service passes its ``--agents`` list). Safe to use from any thread. ``endpoints`` (set by
+    whoever publishes the events) is handed to each handle.
     """
 
     def __init__(
@@ -354,10 +376,12 @@ class WorkflowEngine:
         max_workers: int = 8,
         progress_interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        agents: AgentAllowList | None = None,
     ) -> None:
         if progress_interval < 0:
             raise ValueError("progress_interval must be >= 0")
         self.emitter = emitter
+        self.agents = agents
         self.progress_interval = progress_interval
         self.clock = clock
         self.endpoints: dict[str, str] | None = None
@@ -371,7 +395,15 @@ class WorkflowEngine:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        while True:
+            try:
+                self.loop.run_forever()
+            except BaseException:
+                # Agents' BaseExceptions are caught where they run; this is the last line, so that
+                # nothing that escapes one callback stops every execution (the loop goes on).
+                log.exception("workflow engine: the event loop stopped on an error; restarting it")
+                continue
+            return  # stopped by close()
 
     def submit(
         self,
@@ -388,7 +420,7 @@ class WorkflowEngine:
         emitted — if the workflow is invalid (see :mod:`zmqmon.services.executor.resolve`).
         ``execution:started`` has been emitted when this returns.
         """
-        plan = compile_workflow(workflow)
+        plan = compile_workflow(workflow, allow=self.agents)
         if inputs is not None and not isinstance(inputs, Mapping):
             raise WorkflowError(f"inputs must be an object, got {type(inputs).__name__}")
         run = _Run(
