@@ -230,3 +230,45 @@ def test_serve_with_any_agents_warns_and_outlives_whatever_agents_raise(tmp_path
         proc.wait()
     warning = next(line for line in err.splitlines() if "--agents '*'" in line)
     assert "WARNING" in warning and endpoints["state"] in warning and "run" in warning
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_stops_serve_while_sync_agents_are_stuck(tmp_path: Path) -> None:
+    agents = "tests.services.executor.agents"
+    proc = serve_in(tmp_path, "--agents", agents)
+    stuck = {
+        "name": "Stuck",
+        "agents": [
+            {"id": "stdin", "uses": f"{agents}:read_stdin"},  # blocked input(): never returns
+            {"id": "sleep", "uses": f"{agents}:sleep_long"},
+            {"id": "wait", "uses": f"{agents}:wait_forever"},
+        ],
+    }
+    try:
+        assert proc.stdout is not None
+        endpoints = json.loads(proc.stdout.readline())
+        with StateClient(endpoints["state"], timeout=10) as client:
+            execution_id = client.execute(workflow=stuck)
+            wait_for(
+                lambda: all(a.status == "running" for a in client.snapshot(execution_id).agents),
+                timeout=20,
+            )
+        proc.send_signal(signal.SIGTERM)
+        # A few seconds at most (the engine's grace for agents to unwind); never the stuck calls'.
+        # (wait, not communicate: closing its stdin would end the blocked input() with EOFError.)
+        assert proc.wait(timeout=20) == 0
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "Traceback" not in err
+    with Store(tmp_path / "serve.sqlite3") as store:
+        state = store.state(execution_id)
+        assert state is not None and state.status == "cancelled"
+        assert {a.agent_id: a.status for a in state.agents} == dict.fromkeys(
+            ("stdin", "sleep", "wait"), "cancelled"
+        )
+        events = store.events(execution_id, limit=10_000)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert events[-1]["type"] == "execution:cancelled"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from typing import Any
 
 from zmqmon.services.executor.context import AgentContext
@@ -45,3 +47,16 @@ class _Unprintable(Exception):
 
 def unprintable(ctx: AgentContext) -> None:
     raise _Unprintable
+
+
+def read_stdin(ctx: AgentContext) -> str:
+    """Blocks for good when stdin is a pipe nobody writes to."""
+    return input()
+
+
+def sleep_long(ctx: AgentContext) -> None:
+    time.sleep(3600)
+
+
+def wait_forever(ctx: AgentContext) -> None:
+    threading.Event().wait()

@@ -473,3 +473,41 @@ def test_whatever_an_agent_raises_fails_it_and_the_engine_goes_on(
         ]}
     )  # fmt: skip
     assert after.join(10) == "completed"
+
+
+@pytest.mark.parametrize("give_up", ["timeout", "cancel"])
+def test_stuck_sync_agents_given_up_on_do_not_starve_later_ones(
+    events: list[dict[str, Any]], give_up: str
+) -> None:
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+
+    def stuck(ctx: AgentContext) -> None:  # ignores cancellation
+        inside.release()
+        release.wait(60)
+
+    engine = WorkflowEngine(EventEmitter(events.append), max_workers=2, progress_interval=0)
+    try:
+        timeout = 0.1 if give_up == "timeout" else None
+        runs = [
+            engine.submit(Workflow(f"S{i}", [Agent("s", stuck, timeout_seconds=timeout)]))
+            for i in range(2)
+        ]
+        for _ in runs:  # both slots taken by agents that will not return
+            assert inside.acquire(timeout=10)
+        if give_up == "cancel":
+            for run in runs:
+                run.cancel("stuck")
+        assert [run.join(10) for run in runs] == (
+            ["failed", "failed"] if give_up == "timeout" else ["cancelled", "cancelled"]
+        )
+        # Their threads still run, but no longer hold the two slots: later sync agents run.
+        later = engine.submit(Workflow("Later", [Agent("a", noop), Agent("b", noop)]))
+        assert later.join(10) == "completed"
+        assert engine.threads.abandoned == 2 and engine.threads.running == 0
+        n = len(events)
+    finally:
+        release.set()
+        engine.close()
+    wait_for(lambda: engine.threads.abandoned == 0)
+    assert len(events) == n  # what the stuck agents returned at last was dropped

@@ -1,7 +1,10 @@
 """WorkflowEngine: runs workflows on an asyncio loop in a background thread, emitting events.
 
 Each execution is a scheduler coroutine on the engine's loop. Agents whose dependencies are done
-run concurrently: async agents as tasks on the loop, sync agents in a thread pool. Each agent,
+run concurrently: async agents as tasks on the loop, sync agents on daemon threads
+(:class:`~zmqmon.services.executor.threads.AgentThreads`: at most ``max_workers`` at once, and one
+the engine gave up on — timed out, cancelled — frees its slot and cannot keep the process from
+exiting). Each agent,
 when it ends, puts its outcome on the execution's queue; the scheduler starts the agents that became
 ready (O(1) per agent: no ``asyncio.wait`` over every running task).
 
@@ -19,7 +22,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from zmqmon.core.emitter import EventEmitter
@@ -30,6 +32,7 @@ from zmqmon.services.executor.handle import ExecutionHandle, RunRecord
 from zmqmon.services.executor.progress import ProgressCoalescer
 from zmqmon.services.executor.resolve import Plan, WorkflowLike, compile_workflow
 from zmqmon.services.executor.results import fit, to_json_safe
+from zmqmon.services.executor.threads import AgentThreads
 
 __all__ = ["WorkflowEngine"]
 
@@ -222,7 +225,12 @@ class _Run:
                 if self.plan.is_async[agent_id]:
                     result = await fn(ctx)
                 else:
-                    result = await self.engine.loop.run_in_executor(self.engine.pool, fn, ctx)
+                    outcome = await self.engine.threads.call(
+                        fn, ctx, label=f"agent {agent_id!r} of execution {self.execution_id}"
+                    )
+                    if not outcome.ok:
+                        raise outcome.value  # here, so that it is this agent's failure
+                    result = outcome.value
                 if inspect.isawaitable(result):  # a sync callable that returned a coroutine
                     result = await result
         except asyncio.CancelledError as exc:
@@ -362,7 +370,8 @@ class _Run:
 class WorkflowEngine:
     """Runs workflows and emits their events through ``emitter``.
 
-    ``max_workers`` threads run sync agents; ``progress_interval`` is the coalescing interval of
+    At most ``max_workers`` sync agents run at once (agents given up on not counted);
+    ``progress_interval`` is the coalescing interval of
     ``agent:progress`` and ``execution:progress`` (seconds; 0 = every call). ``agents``: the
     modules a definition's ``uses`` may import (None: any — the engine in the user's own process;
     a service passes its ``--agents`` list). Safe to use from any thread. ``endpoints`` (set by
@@ -385,7 +394,7 @@ class WorkflowEngine:
         self.progress_interval = progress_interval
         self.clock = clock
         self.endpoints: dict[str, str] | None = None
-        self.pool = ThreadPoolExecutor(max_workers, thread_name_prefix="zmqmon-agent")
+        self.threads = AgentThreads(max_workers)
         self.loop = asyncio.new_event_loop()
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
@@ -458,8 +467,8 @@ class WorkflowEngine:
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel what still runs (reason ``executor closed``), wait for the terminal events,
-        stop the loop. Sync agents that ignore cancellation are abandoned (their threads are
-        daemon-like: the pool is shut down without waiting)."""
+        stop the loop. Sync agents that ignore cancellation are abandoned: their daemon threads
+        run on until their calls return, and nothing they report is emitted."""
         with self._lock:
             if self._closed:
                 return
@@ -474,7 +483,7 @@ class WorkflowEngine:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self.loop.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.threads.close()
 
     def __enter__(self) -> WorkflowEngine:
         return self
