@@ -2,7 +2,9 @@
 
 Every URL flag also reads its environment variable (``ZMQMON_EVENTS``, ``ZMQMON_STATE``,
 ``ZMQMON_DB``, ``ZMQMON_HOST``, ``ZMQMON_PORT``, ``ZMQMON_JWT_SECRET``, ``ZMQMON_JWT_PUBLIC_KEY``),
-and so does ``serve --agents`` (``ZMQMON_AGENTS``).
+and so do ``serve --agents`` (``ZMQMON_AGENTS``) and the service's limits (``--max-request-bytes``
+``ZMQMON_MAX_REQUEST_BYTES``, ``--max-agents`` ``ZMQMON_MAX_AGENTS``, ``--max-events-in-memory``
+``ZMQMON_MAX_EVENTS_IN_MEMORY``, ``--max-workers`` ``ZMQMON_MAX_WORKERS``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from collections.abc import Sequence
 from zmqmon.config import ENV, from_env
 
 __all__ = ["build_parser", "main"]
+
+
+_LIMITS = ("max_request_bytes", "max_agents", "max_events_in_memory", "max_workers")
 
 
 def _env_help(name: str) -> str:
@@ -37,6 +42,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated modules whose callables workflows may run as agents, submodules "
         "included; zmqmon.demo always; '*' = any importable callable, i.e. whoever reaches the "
         "state port can run code " + _env_help("agents"),
+    )
+    limits = serve.add_argument_group("limits (see docs/protocol.md, Limits)")
+    limits.add_argument(
+        "--max-request-bytes",
+        metavar="N",
+        help="largest state-service request; a bigger one is dropped unread "
+        + _env_help("max_request_bytes"),
+    )
+    limits.add_argument(
+        "--max-agents", metavar="N", help="agents per workflow " + _env_help("max_agents")
+    )
+    limits.add_argument(
+        "--max-events-in-memory",
+        metavar="N",
+        help="events kept in memory per running execution; older ones are read from the store "
+        + _env_help("max_events_in_memory"),
+    )
+    limits.add_argument(
+        "--max-workers",
+        metavar="N",
+        help="sync agents running at once; stuck ones given up on do not count "
+        + _env_help("max_workers"),
     )
 
     bridge = sub.add_parser("bridge", help="WebSocket bridge and dashboard")
@@ -94,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             state=from_env("state", args.state) or "",
             db=from_env("db", args.db) or "",
             agents=from_env("agents", args.agents) or "",
+            limits={name: from_env(name, getattr(args, name)) for name in _LIMITS},
         )
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge

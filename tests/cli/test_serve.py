@@ -272,3 +272,85 @@ def test_sigterm_stops_serve_while_sync_agents_are_stuck(tmp_path: Path) -> None
         events = store.events(execution_id, limit=10_000)
         assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
         assert events[-1]["type"] == "execution:cancelled"
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident memory (VmHWM), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def ping_until_answered(sock: Any, request_id: int) -> dict[str, Any]:
+    """Ping on a DEALER until a reply comes (ZeroMQ reconnects a dropped peer on its own)."""
+    deadline_tries = 100  # x 0.2 s
+    for n in range(deadline_tries):
+        sock.send(json.dumps({"op": "ping", "id": request_id + n}).encode())
+        if sock.poll(200):
+            reply: dict[str, Any] = json.loads(sock.recv())
+            return reply
+    raise AssertionError("the state service never answered")
+
+
+@pytest.mark.timeout(90)
+def test_an_oversized_request_is_never_read_and_the_service_goes_on(tmp_path: Path) -> None:
+    proc = serve_in(tmp_path)  # default cap: 4 MiB
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        assert proc.stdout is not None
+        endpoints = json.loads(proc.stdout.readline())
+        sock.connect(endpoints["state"])
+        assert ping_until_answered(sock, 1)["ok"] is True
+        before = peak_rss_bytes(proc.pid)
+        big = 64 * 1024 * 1024
+        sock.send(b'{"op": "ping", "id": "big", "pad": "' + b"x" * big + b'"}')
+        reply = ping_until_answered(sock, 100)
+        # The first reply is a ping's: the big request got none (ZeroMQ dropped it unread) ...
+        assert reply["ok"] is True and reply["id"] != "big"
+        # ... and it never sat in the service's memory (it grew by ~3x its size before).
+        assert peak_rss_bytes(proc.pid) - before < big // 4
+        # Just under the cap is read and answered as usual.
+        sock.send(json.dumps({"op": "ping", "id": "fits", "pad": "x" * (3 << 20)}).encode())
+        assert sock.poll(10_000)
+        fits = json.loads(sock.recv())
+        assert fits["id"] == "fits" and fits["error"]["code"] == "bad_request"
+        stop(proc)
+    finally:
+        sock.close(0)
+        ctx.term()
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_the_request_cap_is_set_by_flag_or_environment(tmp_path: Path, how: str) -> None:
+    if how == "flag":
+        proc = serve_in(tmp_path, "--max-request-bytes", "65536")
+    else:
+        proc = serve_in(tmp_path, env={"ZMQMON_MAX_REQUEST_BYTES": "65536"})
+    ctx: zmq.Context[Any] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        assert proc.stdout is not None
+        sock.connect(json.loads(proc.stdout.readline())["state"])
+        sock.send(json.dumps({"op": "ping", "id": "big", "pad": "x" * 70_000}).encode())
+        assert ping_until_answered(sock, 1)["id"] != "big"
+        stop(proc)
+    finally:
+        sock.close(0)
+        ctx.term()
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.timeout(30)
+def test_an_unusable_limit_stops_serve_at_start(tmp_path: Path) -> None:
+    proc = serve_in(tmp_path, "--max-agents", "0")
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2 and out == ""
+    assert "max-agents (env ZMQMON_MAX_AGENTS) must be a whole number >= 1" in err

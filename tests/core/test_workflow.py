@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from zmqmon.core.workflow import AgentAllowList, parse_workflow, topological_order
+from zmqmon.core.workflow import (
+    AgentAllowList,
+    parse_workflow,
+    topological_order,
+    workflow_digest,
+)
 from zmqmon.errors import ConfigError, WorkflowError
 
 
@@ -77,3 +82,43 @@ def test_allow_list_star_allows_any_and_bad_names_are_config_errors() -> None:
     for bad in ("my-pkg", "a..b", "os;rm", ".x"):
         with pytest.raises(ConfigError, match="not a dotted module name"):
             AgentAllowList.parse(bad)
+
+
+def test_agent_cap_is_checked_first_and_names_the_cap() -> None:
+    agents = [{"id": f"a{i}", "uses": "m:f"} for i in range(1001)]
+    with pytest.raises(WorkflowError, match="1001 agents; at most 1000 per workflow"):
+        parse_workflow({"name": "W", "agents": agents}, max_agents=1000)
+    # counted before validation: even invalid agents are not looked at one by one
+    with pytest.raises(WorkflowError, match="at most 3"):
+        parse_workflow({"name": "W", "agents": [None] * 4}, max_agents=3)
+    assert len(parse_workflow({"name": "W", "agents": agents}).agents) == 1001  # no cap given
+
+
+def test_a_long_chain_is_ordered_without_recursion() -> None:
+    n = 5000  # far past Python's recursion limit
+    agents = [{"id": f"a{i}", "uses": "m:f", "dependsOn": [f"a{i + 1}"] if i < n - 1 else []}
+              for i in range(n)]  # fmt: skip
+    order = topological_order(parse_workflow({"name": "Chain", "agents": agents}))
+    assert order == [f"a{i}" for i in reversed(range(n))]
+    agents[-1]["dependsOn"] = ["a0"]
+    with pytest.raises(WorkflowError, match="dependency cycle: a0 -> a1 -> a2"):
+        parse_workflow({"name": "Loop", "agents": agents})
+
+
+def test_names_and_description_are_bounded() -> None:
+    for source, fault in (
+        ({"name": "n" * 201, "agents": [{"id": "a", "uses": "m:f"}]}, "name"),
+        ({"name": "W", "description": "d" * 10_001, "agents": [{"id": "a", "uses": "m:f"}]},
+         "description"),
+        ({"name": "W", "agents": [{"id": "a", "uses": "m:f", "name": "x" * 201}]}, "agents.0.name"),
+    ):  # fmt: skip
+        with pytest.raises(WorkflowError, match=fault):
+            parse_workflow(source)
+
+
+def test_digest_is_the_same_for_the_same_content_only() -> None:
+    a = parse_workflow({"name": "W", "agents": [{"id": "a", "uses": "m:f"}]})
+    b = parse_workflow('{"agents": [{"uses": "m:f", "params": {}, "id": "a"}], "name": "W"}')
+    c = parse_workflow({"name": "W", "agents": [{"id": "a", "uses": "m:g"}]})
+    assert workflow_digest(a) == workflow_digest(b) != workflow_digest(c)
+    assert len(workflow_digest(a)) == 32

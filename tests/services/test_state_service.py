@@ -179,7 +179,7 @@ def test_execute_by_id_and_inline(rig: Rig) -> None:
     inline = rig.ask({"op": "execute", "workflow": {**DEFINITION, "name": "Inline"}})
     assert inline["ok"] is True
     names = [w["name"] for w in rig.ask({"op": "workflows"})["workflows"]]
-    assert names == ["W", "Inline"]  # the inline definition is stored too
+    assert names == ["Inline", "W"]  # the inline definition is stored too (newest first)
 
     assert error_of(rig.ask({"op": "execute", "workflowId": "ghost"}))[0] == "not_found"
     code, message = error_of(rig.ask({"op": "execute", "workflow": {"name": "x", "agents": []}}))
@@ -313,3 +313,31 @@ def test_after_seq_past_sqlite_integers_is_bad_request_not_internal(rig: Rig, af
     # The largest SQLite integer is a valid (empty) position.
     reply = rig.ask({"op": "events", "executionId": "e1", "afterSeq": 2**63 - 1})
     assert reply["ok"] is True and reply["events"] == [] and reply["lastSeq"] == 4
+
+
+def test_workflows_are_newest_first_and_limited(rig: Rig) -> None:
+    create = [
+        {"op": "create_workflow", "workflow": {**DEFINITION, "name": f"W{i}"}} for i in range(101)
+    ]
+    ids = [rig.ask(request)["workflowId"] for request in create]
+    listed = rig.ask({"op": "workflows"})["workflows"]
+    assert [w["workflowId"] for w in listed] == ids[::-1][:100]  # default limit 100
+    two = rig.ask({"op": "workflows", "limit": 2})["workflows"]
+    assert [w["name"] for w in two] == ["W100", "W99"]
+    for bad in (0, 1001, "all"):
+        code, message = error_of(rig.ask({"op": "workflows", "limit": bad}))
+        assert code == "bad_request" and "limit" in message
+
+
+def test_the_same_definition_is_stored_once(rig: Rig) -> None:
+    first = rig.ask({"op": "create_workflow", "workflow": DEFINITION})["workflowId"]
+    # Same content, other key order and spelled-out defaults: the same workflow.
+    same = {"agents": [{"uses": "zmqmon.demo:work", "id": "a", "params": {}}], "name": "W"}
+    assert rig.ask({"op": "create_workflow", "workflow": same})["workflowId"] == first
+    for _ in range(3):
+        assert rig.ask({"op": "execute", "workflow": same})["ok"] is True
+    other = rig.ask({"op": "execute", "workflow": {**DEFINITION, "description": "changed"}})
+    assert other["ok"] is True
+    assert [w[1] for w in rig.runner.submitted[:3]] == [first] * 3
+    listed = rig.ask({"op": "workflows"})["workflows"]
+    assert len(listed) == 2 and listed[1]["workflowId"] == first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -242,3 +243,14 @@ def test_a_malformed_append_is_dropped_and_the_rest_of_its_batch_stored(db: Path
         em.emit_execution_progress("e1", "w1", 10)
         store.flush(10)
         assert [e["seq"] for e in store.events("e1")] == [1, 2]
+
+
+def test_a_definition_saved_again_keeps_its_one_row(db: Path) -> None:
+    with Store(db) as store:
+        wid = store.save_workflow(parse_workflow(WORKFLOW))
+        again = store.save_workflow(parse_workflow(json.dumps(WORKFLOW, indent=2)))
+        assert again == wid and len(store.workflows()) == 1
+        other = store.save_workflow(parse_workflow({**WORKFLOW, "name": "Other"}))
+        assert other != wid
+        assert [w["workflowId"] for w in store.workflows()] == [other, wid]  # newest first
+        assert [w["workflowId"] for w in store.workflows(limit=1)] == [other]

@@ -102,9 +102,10 @@ class CreateWorkflowRequest(_Req):
 
 
 class WorkflowsRequest(_Req):
-    """``workflows`` → ``workflows``."""
+    """``workflows`` → ``workflows``: the ``limit`` newest (default 100, at most 1000)."""
 
     op: Literal["workflows"]
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 class ExecuteRequest(_Req):

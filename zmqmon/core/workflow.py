@@ -12,6 +12,7 @@ with).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,7 @@ __all__ = [
     "WorkflowDefinition",
     "parse_workflow",
     "topological_order",
+    "workflow_digest",
 ]
 
 _ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -137,7 +139,7 @@ class AgentSpec(_Model):
     """One agent of a workflow definition."""
 
     id: _ID
-    name: str = ""
+    name: Annotated[str, Field(max_length=200)] = ""
     uses: _USES
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[_ID] = Field(default_factory=list)
@@ -152,8 +154,8 @@ class AgentSpec(_Model):
 class WorkflowDefinition(_Model):
     """A workflow: a name and a DAG of agents."""
 
-    name: Annotated[str, Field(min_length=1)]
-    description: str = ""
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(max_length=10_000)] = ""
     agents: Annotated[list[AgentSpec], Field(min_length=1)]
 
 
@@ -179,48 +181,80 @@ def topological_order(definition: WorkflowDefinition) -> list[str]:
 
     order: list[str] = []
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(node: str, path: list[str]) -> None:
-        mark = state.get(node)
-        if mark == 2:
-            return
-        if mark == 1:
-            cycle = [*path[path.index(node) :], node]
-            raise WorkflowError("dependency cycle: " + " -> ".join(cycle))
-        state[node] = 1
-        path.append(node)
-        for dep in deps[node]:
-            visit(dep, path)
-        path.pop()
-        state[node] = 2
-        order.append(node)
-
-    for agent_id in ids:
-        visit(agent_id, [])
+    # Depth-first, with an explicit stack: a chain of agents as long as max-agents allows must
+    # not meet Python's recursion limit.
+    for root in ids:
+        if state.get(root) == 2:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [(root, iter(deps[root]))]
+        while stack:
+            node, pending = stack[-1]
+            for dep in pending:
+                mark = state.get(dep)
+                if mark == 2:
+                    continue
+                if mark == 1:
+                    cycle = [*path[path.index(dep) :], dep]
+                    raise WorkflowError("dependency cycle: " + " -> ".join(cycle))
+                state[dep] = 1
+                path.append(dep)
+                stack.append((dep, iter(deps[dep])))
+                break
+            else:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                order.append(node)
     return order
+
+
+def _check_agent_count(count: int, max_agents: int | None) -> None:
+    if max_agents is not None and count > max_agents:
+        raise WorkflowError(
+            f"workflow has {count} agents; at most {max_agents} per workflow here (max-agents)"
+        )
 
 
 def parse_workflow(
     source: Mapping[str, Any] | str | bytes | WorkflowDefinition,
+    *,
+    max_agents: int | None = None,
 ) -> WorkflowDefinition:
     """Parse and validate a definition from a dict or JSON text.
 
-    Raises :class:`WorkflowError` naming the fault, e.g. ``agents.1.dependsOn: …`` or
-    ``dependency cycle: a -> b -> a``.
+    ``max_agents`` refuses a definition with more agents (counted before anything else is
+    validated, so an oversized one costs next to nothing). Names are at most 200 characters,
+    the description 10,000. Raises :class:`WorkflowError` naming the fault, e.g.
+    ``agents.1.dependsOn: …`` or ``dependency cycle: a -> b -> a``.
     """
     if isinstance(source, WorkflowDefinition):
         definition = source
+        _check_agent_count(len(definition.agents), max_agents)
     else:
         if isinstance(source, (str, bytes)):
             try:
                 source = json.loads(source)
-            except ValueError as exc:
-                raise WorkflowError(f"workflow is not valid JSON: {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                raise WorkflowError(f"workflow is not valid JSON: {exc}") from exc
         if not isinstance(source, Mapping):
             raise WorkflowError(f"workflow must be a JSON object, got {type(source).__name__}")
+        agents = source.get("agents")
+        if isinstance(agents, list):
+            _check_agent_count(len(agents), max_agents)
         try:
             definition = WorkflowDefinition.model_validate(source)
         except ValidationError as exc:
-            raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from None
+            raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from exc
     topological_order(definition)
     return definition
+
+
+def workflow_digest(definition: WorkflowDefinition) -> str:
+    """A content id: the same definition (after parsing: key order, defaults, spacing do not
+    matter) always gives the same 32 hex digits, so storing it twice keeps one row."""
+    canonical = json.dumps(
+        definition.to_json_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

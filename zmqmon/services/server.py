@@ -17,15 +17,19 @@ import signal
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Mapping
 from types import FrameType
 from typing import Any
 
 import zmq
 
-from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
-from zmqmon.core.workflow import AgentAllowList, WorkflowDefinition, parse_workflow
+from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, ServiceLimits
+from zmqmon.core.workflow import (
+    AgentAllowList,
+    WorkflowDefinition,
+    parse_workflow,
+    workflow_digest,
+)
 from zmqmon.errors import ConfigError, InternalError
 from zmqmon.services.state_service import StateService
 from zmqmon.shells.publisher import EventPublisher
@@ -58,7 +62,8 @@ class Server:
 
     ``agents``: the modules whose callables definitions may name in ``uses`` (default: only
     ``zmqmon.demo``; :attr:`AgentAllowList.ANY <zmqmon.core.workflow.AgentAllowList.ANY>` for
-    any — what the embedded executor uses, in the user's own process).
+    any — what the embedded executor uses, in the user's own process). ``limits``: the caps of
+    :class:`~zmqmon.config.ServiceLimits` (``max_workers``, when given, overrides its own).
     """
 
     def __init__(
@@ -69,9 +74,10 @@ class Server:
         *,
         heartbeat_interval: float = 0.5,
         sndhwm: int = 100_000,
-        max_workers: int = 8,
+        max_workers: int | None = None,
         progress_interval: float = 0.05,
         agents: AgentAllowList = AgentAllowList(),  # noqa: B008 - frozen, shared safely
+        limits: ServiceLimits = ServiceLimits(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         self._events_endpoint = events
         self._state_endpoint = state
@@ -82,7 +88,8 @@ class Server:
         self.db = os.fspath(db)
         self._heartbeat_interval = heartbeat_interval
         self._sndhwm = sndhwm
-        self._max_workers = max_workers
+        self.limits = limits
+        self._max_workers = limits.max_workers if max_workers is None else max_workers
         self._progress_interval = progress_interval
         self.agents = agents
         self.endpoints: dict[str, str] = {}
@@ -118,6 +125,8 @@ class Server:
                     max_workers=self._max_workers,
                     progress_interval=self._progress_interval,
                     agents=self.agents,
+                    max_events_in_memory=self.limits.max_events_in_memory,
+                    history=self.store,
                 )
             self.service = StateService(
                 self._state_endpoint,
@@ -126,6 +135,8 @@ class Server:
                 runner=self.engine,
                 context=self._context,
                 agents=self.agents,
+                max_agents=self.limits.max_agents,
+                max_request_bytes=self.limits.max_request_bytes,
             ).start()
         except BaseException:
             self.stop()
@@ -171,7 +182,7 @@ class Server:
             definition = workflow.to_definition()
         # Run first (the engine validates, imports the agents, emits started), store after:
         # a workflow the engine refuses is not stored.
-        workflow_id = uuid.uuid4().hex
+        workflow_id = workflow_digest(definition)  # the same definition keeps one row
         handle = self.engine.submit(
             workflow if not isinstance(workflow, Mapping) else definition,
             workflow_id=workflow_id,
@@ -213,11 +224,18 @@ class Server:
         self.stop()
 
 
-def serve(events: str, state: str, db: str, agents: str = "") -> int:
+def serve(
+    events: str,
+    state: str,
+    db: str,
+    agents: str = "",
+    limits: Mapping[str, str | int | None] | None = None,
+) -> int:
     """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
 
     ``agents``: comma-separated modules agents may be imported from (``zmqmon.demo`` always;
-    ``*``: any importable callable). Exit 2 on an unusable setting, 1 if the service cannot start.
+    ``*``: any importable callable). ``limits``: :class:`~zmqmon.config.ServiceLimits` fields by
+    name (None: the default). Exit 2 on an unusable setting, 1 if the service cannot start.
     After a clean stop with sync agents still stuck in their calls (their executions cancelled
     and stored), the process ends at once with status 0 (``os._exit``) instead of returning.
     """
@@ -228,6 +246,7 @@ def serve(events: str, state: str, db: str, agents: str = "") -> int:
     )
     try:
         allow = AgentAllowList.parse(agents)
+        caps = ServiceLimits.parse(limits or {})
     except ConfigError as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)
         return 2
@@ -239,7 +258,7 @@ def serve(events: str, state: str, db: str, agents: str = "") -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server = Server(
-            events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None, agents=allow
+            events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None, agents=allow, limits=caps
         ).start()
     except Exception as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)

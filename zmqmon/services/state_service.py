@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -39,7 +38,12 @@ from zmqmon.core.requests import (
     request_id_of,
 )
 from zmqmon.core.wire import dumps
-from zmqmon.core.workflow import AgentAllowList, WorkflowDefinition, parse_workflow
+from zmqmon.core.workflow import (
+    AgentAllowList,
+    WorkflowDefinition,
+    parse_workflow,
+    workflow_digest,
+)
 from zmqmon.errors import (
     BadRequestError,
     ConflictError,
@@ -85,7 +89,9 @@ class StateService:
 
     ``agents``: the modules definitions may name in ``uses`` (None: any). ``create_workflow`` and
     ``execute`` refuse any other module with ``bad_request`` before anything is imported or
-    stored; the runner checks again as it resolves.
+    stored; the runner checks again as it resolves. ``max_agents``: agents per definition
+    (None: no cap). ``max_request_bytes``: the largest request frame read (ZeroMQ's
+    ``MAXMSGSIZE``; a bigger one drops its connection unanswered — its bytes are never read).
     """
 
     def __init__(
@@ -97,14 +103,21 @@ class StateService:
         runner: ExecutionRunner | None = None,
         context: zmq.Context[Any] | None = None,
         agents: AgentAllowList | None = None,
+        max_agents: int | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
+        self.max_agents = max_agents
         self.publisher = publisher
         self.runner = runner
         self._context = context or zmq.Context.instance()
         sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 200)
+        if max_request_bytes is not None:
+            # ZeroMQ checks a message's size in its header, before allocating it: a bigger
+            # request is never read (the connection is dropped), so it costs no memory here.
+            sock.setsockopt(zmq.MAXMSGSIZE, max_request_bytes)
         # An unknown identity in a reply is dropped (the client went away), never an error.
         try:
             sock.bind(endpoint)
@@ -245,7 +258,7 @@ class StateService:
     def _definition(self, source: Mapping[str, Any]) -> WorkflowDefinition:
         """Parse a definition from a request and check its ``uses`` against :attr:`agents`."""
         try:
-            definition = parse_workflow(source)
+            definition = parse_workflow(source, max_agents=self.max_agents)
             if self.agents is not None:
                 for spec in definition.agents:
                     try:
@@ -262,7 +275,7 @@ class StateService:
         return {"workflowId": self.store.save_workflow(self._definition(req.workflow))}
 
     def _workflows(self, req: WorkflowsRequest) -> dict[str, Any]:
-        return {"workflows": self.store.workflows()}
+        return {"workflows": self.store.workflows(req.limit)}
 
     def _execute(self, req: ExecuteRequest) -> dict[str, Any]:
         if self.runner is None:
@@ -275,7 +288,8 @@ class StateService:
         else:
             definition = self._definition(req.workflow or {})
             workflow_id = None  # stored once the runner accepted it
-        run_workflow_id = workflow_id or uuid.uuid4().hex
+        # Inline: the content digest, so running one definition again and again stores one row.
+        run_workflow_id = workflow_id or workflow_digest(definition)
         try:
             handle = self.runner.submit(
                 definition, workflow_id=run_workflow_id, inputs=req.inputs, user_id=req.user_id

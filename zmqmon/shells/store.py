@@ -22,13 +22,12 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from typing import Any
 
 from zmqmon.core.events import parse_event
 from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.core.wire import dumps, loads
-from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
+from zmqmon.core.workflow import WorkflowDefinition, parse_workflow, workflow_digest
 from zmqmon.errors import ProtocolError, StoreError
 
 __all__ = ["Store"]
@@ -339,9 +338,14 @@ class Store:
     # -- workflows (written synchronously: rare, and the caller wants the id to be usable) -------
 
     def save_workflow(self, definition: WorkflowDefinition, workflow_id: str | None = None) -> str:
-        """Store a definition (replacing one with the same id); returns its id."""
+        """Store a definition (replacing one with the same id); returns its id.
+
+        Without an id, the id is the definition's content digest
+        (:func:`~zmqmon.core.workflow.workflow_digest`): the same definition stored again keeps
+        its one row (its place and ``createdAt``), however often it is created or run inline.
+        """
         definition = parse_workflow(definition)
-        workflow_id = workflow_id or uuid.uuid4().hex
+        workflow_id = workflow_id or workflow_digest(definition)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._read_lock:
             if self._closed:
@@ -372,14 +376,15 @@ class Store:
         rows = self._query("SELECT definition FROM workflows WHERE workflow_id = ?", (workflow_id,))
         return parse_workflow(rows[0][0]) if rows else None
 
-    def workflows(self) -> list[dict[str, Any]]:
-        """Stored workflows, oldest first.
+    def workflows(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The ``limit`` newest stored workflows, newest first.
 
         Each: ``workflowId``, ``name``, ``description``, ``agentCount``, ``createdAt``.
         """
         rows = self._query(
             "SELECT workflow_id, name, description, agent_count, created_at FROM workflows "
-            "ORDER BY n"
+            "ORDER BY n DESC LIMIT ?",
+            (limit,),
         )
         return [
             {

@@ -511,3 +511,25 @@ def test_stuck_sync_agents_given_up_on_do_not_starve_later_ones(
         engine.close()
     wait_for(lambda: engine.threads.abandoned == 0)
     assert len(events) == n  # what the stuck agents returned at last was dropped
+
+
+def test_a_bare_engine_keeps_the_last_events_and_an_exact_state(
+    events: list[dict[str, Any]],
+) -> None:
+    def chatty(ctx: AgentContext) -> None:
+        for i in range(1, 21):
+            ctx.progress(i * 5)
+
+    engine = WorkflowEngine(
+        EventEmitter(events.append), progress_interval=0, max_events_in_memory=4
+    )
+    try:
+        run = engine.submit(Workflow("Chatty", [Agent("c", chatty)]))
+        state = run.wait(10)
+    finally:
+        engine.close()
+    assert len(events) > 20
+    kept = run.events  # no store to read older ones from: the last four
+    assert kept == events[-4:] and run.events_after(len(events) - 2) == events[-2:]
+    assert state == check_events(events)  # the state is still that of every event
+    assert state.status == "completed" and state.agents[0].progress == 100

@@ -28,7 +28,7 @@ from zmqmon.core.emitter import EventEmitter
 from zmqmon.core.workflow import AgentAllowList
 from zmqmon.errors import WorkflowError
 from zmqmon.services.executor.context import AgentContext
-from zmqmon.services.executor.handle import ExecutionHandle, RunRecord
+from zmqmon.services.executor.handle import EventHistory, ExecutionHandle, RunRecord
 from zmqmon.services.executor.progress import ProgressCoalescer
 from zmqmon.services.executor.resolve import Plan, WorkflowLike, compile_workflow
 from zmqmon.services.executor.results import fit, to_json_safe
@@ -96,13 +96,16 @@ class _Run:
             workflow_name=plan.definition.name,
             cancel=lambda reason: engine.cancel(execution_id, reason),
             endpoints=engine.endpoints,
+            max_events=engine.max_events_in_memory,
+            history=engine.history,
+            lock=self.lock,
         )
 
     # -- emitting ----------------------------------------------------------------------------------
 
     def _emit_locked(self, event_type: str, data: dict[str, Any]) -> None:
         event = self.engine.emitter.emit(event_type, self.execution_id, self.workflow_id, data)
-        self.record.events.append(event)
+        self.record.add(event)
 
     def emit(self, event_type: str, data: dict[str, Any]) -> bool:
         with self.lock:
@@ -374,8 +377,10 @@ class WorkflowEngine:
     ``progress_interval`` is the coalescing interval of
     ``agent:progress`` and ``execution:progress`` (seconds; 0 = every call). ``agents``: the
     modules a definition's ``uses`` may import (None: any — the engine in the user's own process;
-    a service passes its ``--agents`` list). Safe to use from any thread. ``endpoints`` (set by
-    whoever publishes the events) is handed to each handle.
+    a service passes its ``--agents`` list). Each execution keeps its last
+    ``max_events_in_memory`` events in memory; ``history`` (the service's store) reads older ones
+    back for its handle. Safe to use from any thread. ``endpoints`` (set by whoever publishes the
+    events) is handed to each handle.
     """
 
     def __init__(
@@ -386,11 +391,17 @@ class WorkflowEngine:
         progress_interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         agents: AgentAllowList | None = None,
+        max_events_in_memory: int = 1000,
+        history: EventHistory | None = None,
     ) -> None:
         if progress_interval < 0:
             raise ValueError("progress_interval must be >= 0")
+        if max_events_in_memory < 1:
+            raise ValueError("max_events_in_memory must be >= 1")
         self.emitter = emitter
         self.agents = agents
+        self.max_events_in_memory = max_events_in_memory
+        self.history = history
         self.progress_interval = progress_interval
         self.clock = clock
         self.endpoints: dict[str, str] | None = None
