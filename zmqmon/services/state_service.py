@@ -225,11 +225,14 @@ class StateService:
     def _ping(self, req: PingRequest) -> dict[str, Any]:
         return {"version": zmqmon.__version__}
 
-    def _snapshot(self, req: SnapshotRequest) -> dict[str, Any]:
-        state = self.store.state(req.execution_id)
-        if state is None:
+    def _snapshot(self, req: SnapshotRequest) -> bytes:
+        payload = self.store.state_payload(req.execution_id)
+        if payload is None:
             raise NotFoundError(f"no execution {req.execution_id!r}")
-        return {"execution": state.to_json_dict()}
+        # The stored state JSON is spliced in as it is (the reducer's wire form, written by the
+        # store): no parse and re-encode per agent row.
+        tail = b"" if req.id is None else b',"id":' + dumps(req.id)
+        return b'{"ok":true,"execution":' + payload + tail + b"}"
 
     def _events(self, req: EventsRequest) -> bytes:
         state = self.store.state(req.execution_id)

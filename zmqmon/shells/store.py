@@ -315,8 +315,20 @@ class Store:
 
     def state(self, execution_id: str) -> ExecutionState | None:
         """An execution's state (the reducer applied to every stored event), or None."""
+        payload = self.state_payload(execution_id)
+        return None if payload is None else ExecutionState.model_validate(loads(payload))
+
+    def state_payload(self, execution_id: str) -> bytes | None:
+        """An execution's state as the stored JSON (what :meth:`state` parses), or None.
+
+        For replies: splicing it costs nothing per agent, where parsing and re-encoding a
+        20,000-agent state takes a good part of a second.
+        """
         rows = self._query("SELECT state FROM executions WHERE execution_id = ?", (execution_id,))
-        return ExecutionState.model_validate(loads(rows[0][0])) if rows else None
+        if not rows:
+            return None
+        value = rows[0][0]
+        return value if isinstance(value, bytes) else str(value).encode()
 
     def executions(
         self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
