@@ -1,7 +1,8 @@
 """The ``zmqmon`` command line: argument parsing only; each command calls one importable function.
 
 Every URL flag also reads its environment variable (``ZMQMON_EVENTS``, ``ZMQMON_STATE``,
-``ZMQMON_DB``, ``ZMQMON_HOST``, ``ZMQMON_PORT``, ``ZMQMON_JWT_SECRET``, ``ZMQMON_JWT_PUBLIC_KEY``),
+``ZMQMON_DB``, ``ZMQMON_HOST``, ``ZMQMON_PORT``, ``ZMQMON_JWT_SECRET``, ``ZMQMON_JWT_PUBLIC_KEY``,
+``ZMQMON_JWT_AUDIENCE``, ``ZMQMON_JWT_ISSUER``),
 and so do ``serve --agents`` (``ZMQMON_AGENTS``) and the service's limits (``--max-request-bytes``
 ``ZMQMON_MAX_REQUEST_BYTES``, ``--max-agents`` ``ZMQMON_MAX_AGENTS``, ``--max-events-in-memory``
 ``ZMQMON_MAX_EVENTS_IN_MEMORY``, ``--max-workers`` ``ZMQMON_MAX_WORKERS``).
@@ -10,6 +11,7 @@ and so do ``serve --agents`` (``ZMQMON_AGENTS``) and the service's limits (``--m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -76,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     auth.add_argument(
         "--jwt-public-key", help="RS256/ES256 PEM file " + f"(env {ENV['jwt_public_key']})"
     )
+    bridge.add_argument(
+        "--jwt-audience",
+        help="tokens must carry this aud (unset: any aud accepted) "
+        + f"(env {ENV['jwt_audience']})",
+    )
+    bridge.add_argument(
+        "--jwt-issuer",
+        help="tokens must carry this iss (unset: not checked) " + f"(env {ENV['jwt_issuer']})",
+    )
 
     run = sub.add_parser("run", help="run a workflow file and follow it")
     run.add_argument("file", help="workflow definition (JSON, YAML or TOML)")
@@ -126,13 +137,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge
 
+        # The bridge's Authenticator reads audience and issuer from their variables when not
+        # handed them, so the flags reach it that way (run_bridge does not take them yet).
+        for name in ("jwt_audience", "jwt_issuer"):
+            if getattr(args, name) is not None:
+                os.environ[ENV[name]] = getattr(args, name)
         return run_bridge(
             events=from_env("events", args.events) or "",
             state=from_env("state", args.state) or "",
             host=from_env("host", args.host) or "",
             port=int(from_env("port", None if args.port is None else str(args.port)) or 0),
-            jwt_secret=from_env("jwt_secret", args.jwt_secret),
-            jwt_public_key=from_env("jwt_public_key", args.jwt_public_key),
+            # keep_empty: an empty secret or key given explicitly is refused, not "auth off"
+            jwt_secret=from_env("jwt_secret", args.jwt_secret, keep_empty=True),
+            jwt_public_key=from_env("jwt_public_key", args.jwt_public_key, keep_empty=True),
         )
     if cmd == "run":
         from zmqmon.terminal.run import run_file

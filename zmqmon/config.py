@@ -38,6 +38,8 @@ ENV: Final = {
     "port": "ZMQMON_PORT",
     "jwt_secret": "ZMQMON_JWT_SECRET",
     "jwt_public_key": "ZMQMON_JWT_PUBLIC_KEY",
+    "jwt_audience": "ZMQMON_JWT_AUDIENCE",
+    "jwt_issuer": "ZMQMON_JWT_ISSUER",
     "agents": "ZMQMON_AGENTS",
     "max_request_bytes": "ZMQMON_MAX_REQUEST_BYTES",
     "max_agents": "ZMQMON_MAX_AGENTS",
@@ -53,6 +55,8 @@ _DEFAULTS: Final[dict[str, str | None]] = {
     "port": str(DEFAULT_BRIDGE_PORT),
     "jwt_secret": None,
     "jwt_public_key": None,
+    "jwt_audience": None,
+    "jwt_issuer": None,
     "agents": "zmqmon.demo",
     "max_request_bytes": str(4 * 1024 * 1024),
     "max_agents": "1000",
@@ -61,12 +65,17 @@ _DEFAULTS: Final[dict[str, str | None]] = {
 }
 
 
-def from_env(name: str, flag_value: str | None = None) -> str | None:
-    """A setting's value: the flag if given, else its environment variable, else the default."""
+def from_env(name: str, flag_value: str | None = None, *, keep_empty: bool = False) -> str | None:
+    """A setting's value: the flag if given, else its environment variable, else the default.
+
+    An empty variable counts as unset, unless ``keep_empty``: then it is returned as ``""``, for
+    settings where empty must be an error rather than "not given" (a JWT secret: empty is not
+    "auth off").
+    """
     if flag_value is not None:
         return flag_value
     value = os.environ.get(ENV[name])
-    if value:
+    if value or (keep_empty and value is not None):
         return value
     return _DEFAULTS[name]
 

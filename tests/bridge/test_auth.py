@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from zmqmon_bridge.auth import ANONYMOUS, Authenticator, token_from_request
 from zmqmon_bridge.protocol import Principal
 
-from zmqmon.errors import AuthError
+from zmqmon.errors import AuthError, ConfigError
 
 SECRET = "s3cret-for-tests-only-0123456789abcdef"
 
@@ -105,3 +105,75 @@ def test_token_from_header_or_query() -> None:
     assert token_from_request("/api/ws?token=abc", {"authorization": "bearer xyz"}) == "xyz"
     assert token_from_request("/api/ws", {"Authorization": "Basic Zm9v"}) is None
     assert token_from_request("/api/ws", {}) is None
+
+
+@pytest.mark.parametrize("secret", ["", "  ", "\t\n"])
+def test_an_empty_secret_is_a_config_error_not_auth_off(secret: str) -> None:
+    with pytest.raises(ConfigError, match="the JWT secret is empty"):
+        Authenticator(secret=secret)
+
+
+def test_unreadable_or_invalid_public_keys_are_config_errors(tmp_path: Path) -> None:
+    private, public = pem_pair("rsa")
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    p384 = (
+        ec.generate_private_key(ec.SECP384R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    for source, message in (
+        ("", "file name is empty"),
+        (str(tmp_path / "missing.pem"), "cannot read the JWT public key file"),
+        (str(tmp_path), "cannot read the JWT public key file"),  # a directory
+        ("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", "not a PEM public key"),
+        (private_pem, "not a PEM public key"),  # the private half given by mistake
+        (p384, r"must be RSA \(RS256\) or EC P-256 \(ES256\)"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            Authenticator(public_key=source)
+    with pytest.raises(ConfigError) as info:
+        Authenticator(public_key=private_pem)
+    assert "PRIVATE" not in str(info.value)  # a key never appears in a message
+    assert Authenticator(public_key=public).enabled
+
+
+def test_aud_is_accepted_when_no_audience_is_configured() -> None:
+    auth = Authenticator(secret=SECRET)
+    assert auth.verify(hs({"sub": "alice", "aud": "zmqmon"})) == Principal("alice", False)
+    assert auth.verify(hs({"sub": "alice", "aud": ["a", "b"], "iss": "anyone"})).user == "alice"
+
+
+def test_a_configured_audience_and_issuer_are_required_and_checked() -> None:
+    auth = Authenticator(secret=SECRET, audience="zmqmon", issuer="https://idp.example")
+    good = {"sub": "alice", "aud": "zmqmon", "iss": "https://idp.example"}
+    assert auth.verify(hs(good)).user == "alice"
+    assert auth.verify(hs({**good, "aud": ["other", "zmqmon"]})).user == "alice"
+    for claims, message in (
+        ({**good, "aud": "other"}, "token audience not accepted"),
+        ({**good, "iss": "https://evil.example"}, "token issuer not accepted"),
+        ({"sub": "alice", "iss": "https://idp.example"}, "invalid token"),  # aud missing
+        ({"sub": "alice", "aud": "zmqmon"}, "invalid token"),  # iss missing
+    ):
+        with pytest.raises(AuthError, match=message):
+            auth.verify(hs(claims))
+
+
+def test_audience_and_issuer_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZMQMON_JWT_AUDIENCE", "zmqmon")
+    auth = Authenticator(secret=SECRET)
+    with pytest.raises(AuthError, match="audience"):
+        auth.verify(hs({"sub": "alice", "aud": "other"}))
+    assert Authenticator(secret=SECRET, audience=None).verify(hs({"sub": "a", "aud": "x"}))
+    monkeypatch.setenv("ZMQMON_JWT_AUDIENCE", "")
+    with pytest.raises(ConfigError, match="audience is empty"):
+        Authenticator(secret=SECRET)
+    with pytest.raises(ConfigError, match="needs a JWT secret or public key"):
+        Authenticator(audience="zmqmon")
+
+
+def test_an_exp_too_large_for_a_float_is_far_future_not_a_crash() -> None:
+    principal = Authenticator(secret=SECRET).verify(hs({"sub": "alice", "exp": 10**400}))
+    assert principal.expires is not None and principal.expires > time.time() + 10**9
