@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from zmqmon_bridge.protocol import (
     ClientMessage,
     ClientMessageError,
@@ -16,6 +18,8 @@ from zmqmon_bridge.protocol import (
     error_message,
     parse_client_message,
 )
+
+from tests.strategies import edgy_ints, encoded, json_values, no_logged_errors, objects
 
 
 class Clock:
@@ -212,3 +216,33 @@ def test_catch_up_can_give_up_and_release_the_buffer() -> None:
 def test_catch_up_of_a_dropped_subscription_is_a_no_op() -> None:
     c = conn()
     assert c.catch_up("gone", [(1, b"1")], reach=0) == ([], None)
+
+
+# -- property-based: whatever a client sends ---------------------------------------------------
+
+_IDS = st.one_of(st.text(max_size=12), st.just("exec/"), st.text(max_size=3).map("exec/{}".format))
+_CLIENT_MESSAGES = objects(
+    {
+        "type": st.sampled_from(["subscribe", "unsubscribe", "ping", "pong", ""]),
+        "executionId": _IDS,
+        "workflowId": _IDS,
+        "topic": _IDS,
+        "afterSeq": edgy_ints,
+        "mode": st.sampled_from(["log", "state", "LOG"]),
+    }
+)
+
+
+@given(raw=st.one_of(encoded(_CLIENT_MESSAGES), encoded(json_values)), as_text=st.booleans())
+def test_any_client_message_parses_or_gets_its_precise_error(raw: bytes, as_text: bool) -> None:
+    frame: str | bytes = raw.decode("utf-8", "replace") if as_text else raw
+    try:
+        with no_logged_errors():
+            message = parse_client_message(frame)
+    except ClientMessageError as exc:
+        assert exc.code in {"invalid_json", "invalid_message", "unknown_type"}
+        assert isinstance(exc.message, str) and exc.message
+        return
+    assert message.type in ("subscribe", "unsubscribe", "ping")
+    if message.after_seq is not None:
+        assert 0 <= message.after_seq < 2**63 and message.kind == "execution"

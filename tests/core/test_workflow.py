@@ -1,7 +1,13 @@
 from __future__ import annotations
 
-import pytest
+import json
+from typing import Any
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.strategies import WORKFLOWS, encoded, json_values, no_logged_errors
 from zmqmon.core.workflow import (
     AgentAllowList,
     parse_workflow,
@@ -122,3 +128,56 @@ def test_digest_is_the_same_for_the_same_content_only() -> None:
     c = parse_workflow({"name": "W", "agents": [{"id": "a", "uses": "m:g"}]})
     assert workflow_digest(a) == workflow_digest(b) != workflow_digest(c)
     assert len(workflow_digest(a)) == 32
+
+
+# -- property-based: whatever a client submits as a definition --------------------------------
+
+
+@given(source=st.one_of(WORKFLOWS, json_values), form=st.sampled_from(["dict", "text", "bytes"]))
+def test_any_definition_parses_or_gets_a_workflow_error(source: Any, form: str) -> None:
+    given_as: Any = source
+    if form != "dict":
+        text = json.dumps(source)
+        given_as = text if form == "text" else text.encode()
+    try:
+        with no_logged_errors():
+            definition = parse_workflow(given_as, max_agents=3)
+    except WorkflowError as exc:
+        assert str(exc)
+        return
+    assert 1 <= len(definition.agents) <= 3
+    order = topological_order(definition)
+    assert sorted(order) == sorted(a.id for a in definition.agents)
+    for agent in definition.agents:  # every agent after its dependencies
+        assert all(order.index(dep) < order.index(agent.id) for dep in agent.depends_on)
+    assert parse_workflow(definition.to_json_dict()) == definition  # round trip
+    assert workflow_digest(parse_workflow(json.dumps(definition.to_json_dict()))) == (
+        workflow_digest(definition)
+    )
+
+
+@given(raw=encoded(st.one_of(WORKFLOWS, json_values)), as_text=st.booleans())
+def test_definitions_from_garbled_bytes_parse_or_are_workflow_errors(
+    raw: bytes, as_text: bool
+) -> None:
+    try:
+        with no_logged_errors():
+            definition = parse_workflow(raw.decode("utf-8", "replace") if as_text else raw)
+    except WorkflowError as exc:
+        assert str(exc)
+        return
+    assert definition.agents and definition.name
+
+
+@given(uses=st.one_of(st.text(max_size=30), st.from_regex(r"\A[\w.]{1,12}:[\w.]{1,12}\Z")))
+def test_the_allow_list_decides_any_uses_without_surprises(uses: str) -> None:
+    allow = AgentAllowList.parse("mypkg.agents")
+    module = uses.partition(":")[0]
+    try:
+        allow.check_uses(uses)
+    except WorkflowError:
+        assert not allow.allows_module(module) or "__" in uses.partition(":")[2]
+        return
+    assert module in ("zmqmon.demo", "mypkg.agents") or module.startswith(
+        ("zmqmon.demo.", "mypkg.agents.")
+    )

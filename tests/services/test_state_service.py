@@ -4,6 +4,7 @@ integration is in test_server.py)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,16 @@ from typing import Any
 
 import pytest
 import zmq
+from hypothesis import given
+from hypothesis import strategies as st
 
 import zmqmon
+from tests.strategies import REQUESTS, encoded, requests_for
 from zmqmon.core.wire import dumps, loads
 from zmqmon.core.workflow import WorkflowDefinition
 from zmqmon.errors import WorkflowError
 from zmqmon.services.state_service import StateService
+from zmqmon.shells.client import StateClient
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
 
@@ -341,3 +346,52 @@ def test_the_same_definition_is_stored_once(rig: Rig) -> None:
     assert [w[1] for w in rig.runner.submitted[:3]] == [first] * 3
     listed = rig.ask({"op": "workflows"})["workflows"]
     assert len(listed) == 2 and listed[1]["workflowId"] == first
+
+
+# -- property-based: whatever a client sends, a well-formed answer ----------------------------
+
+
+@pytest.mark.timeout(120)
+def test_any_request_gets_a_well_formed_reply_and_nothing_escapes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from zmqmon.services.server import Server
+
+    caplog.set_level(logging.WARNING)
+    srv = Server("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", tmp_path / "fuzz.sqlite3").start()
+    try:
+        known = srv.submit({"name": "K", "agents": [{"id": "a", "uses": "zmqmon.demo:work",
+                                                     "params": {"seconds": 0}}]})  # fmt: skip
+        known.join(20)
+        # Requests about an execution that exists reach the store with their numbers.
+        about_known = requests_for("snapshot", "events", "cancel").map(
+            lambda r: {**r, "executionId": known.id}
+        )
+
+        @given(raw=st.one_of(encoded(REQUESTS), encoded(about_known)))
+        def answers(raw: bytes) -> None:
+            reply = loads(srv.service.handle(raw))
+            assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool), reply
+            if not reply["ok"]:
+                error = reply["error"]
+                # A client's fault is never the service's: no "internal" for any input.
+                assert error["code"] in {"bad_request", "not_found", "conflict"}, error
+                assert isinstance(error["message"], str) and error["message"]
+
+        @given(frames=st.lists(st.binary(max_size=24), max_size=4))
+        def envelopes(frames: list[bytes]) -> None:
+            reply = srv.service.handle_frames(frames)
+            if not frames:
+                assert reply is None
+                return
+            assert reply is not None and reply[0] == frames[0]
+            assert isinstance(loads(reply[-1])["ok"], bool)
+
+        answers()
+        envelopes()
+        with StateClient(srv.endpoints["state"], timeout=10) as client:
+            assert client.ping()  # still serving on its socket
+    finally:
+        srv.stop()
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert tracebacks == []
