@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib
 import threading
 from collections.abc import Callable
@@ -11,7 +12,12 @@ from typing import Any, Protocol
 
 from zmqmon.core.events import parse_event
 from zmqmon.core.state import ExecutionState, apply_event, replay
-from zmqmon.errors import AgentFailedError, AgentTimeoutError, ExecutionCancelledError
+from zmqmon.errors import (
+    AgentFailedError,
+    AgentTimeoutError,
+    ExecutionCancelledError,
+    ProtocolError,
+)
 
 __all__ = ["EventHistory", "ExecutionHandle", "RunRecord"]
 
@@ -60,7 +66,9 @@ class RunRecord:
             old = self.events.popleft()
             self.evicted += 1
             if self.history is None:  # nowhere to read it back: keep what it did to the state
-                self.base = apply_event(self.base, parse_event(old))
+                # (as in the store: an event the reducer cannot read changes no state)
+                with contextlib.suppress(ProtocolError):
+                    self.base = apply_event(self.base, parse_event(old))
         self.events.append(event)
 
 
