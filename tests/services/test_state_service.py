@@ -275,7 +275,7 @@ def test_a_fault_inside_an_op_is_internal_and_the_service_goes_on(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(rig.store, "executions", boom)
+    monkeypatch.setattr(rig.store, "execution_payloads", boom)
     code, message = error_of(rig.ask({"op": "executions", "id": 1}))
     assert code == "internal" and "disk on fire" in message
     assert rig.ask({"op": "ping"})["ok"] is True

@@ -334,6 +334,13 @@ class Store:
         self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
     ) -> list[ExecutionState]:
         """Execution states, newest first, optionally filtered by status and workflow."""
+        payloads = self.execution_payloads(status=status, workflow_id=workflow_id, limit=limit)
+        return [ExecutionState.model_validate(loads(p)) for p in payloads]
+
+    def execution_payloads(
+        self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
+    ) -> list[bytes]:
+        """As :meth:`executions`, the stored JSON of each state (for replies, unparsed)."""
         where, params = [], []
         if status is not None:
             where.append("status = ?")
@@ -345,7 +352,7 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._query(sql + " ORDER BY n DESC LIMIT ?", (*params, limit))
-        return [ExecutionState.model_validate(loads(r[0])) for r in rows]
+        return [r[0] if isinstance(r[0], bytes) else str(r[0]).encode() for r in rows]
 
     # -- workflows (written synchronously: rare, and the caller wants the id to be usable) -------
 
