@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, settings
 
 # Property-based tests (hypothesis): bounded and deterministic, so that a failure reproduces and the
 # whole set stays well under a minute on two cores. derandomize: the same examples on every run;
-# no example database: nothing written beside the sources; no deadline: timing never fails a test.
+# no example database: no failure replayed from an earlier run (hypothesis still keeps its own
+# caches in .hypothesis/, which ignores itself); no deadline: timing never fails a test.
 settings.register_profile(
     "zmqmon",
     derandomize=True,
