@@ -10,6 +10,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (hypothesis): bounded and deterministic, so that a failure reproduces and the
+# whole set stays well under a minute on two cores. derandomize: the same examples on every run;
+# no example database: no failure replayed from an earlier run (hypothesis still keeps its own
+# caches in .hypothesis/, which ignores itself); no deadline: timing never fails a test.
+settings.register_profile(
+    "zmqmon",
+    derandomize=True,
+    database=None,
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("zmqmon")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

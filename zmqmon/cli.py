@@ -1,18 +1,26 @@
 """The ``zmqmon`` command line: argument parsing only; each command calls one importable function.
 
 Every URL flag also reads its environment variable (``ZMQMON_EVENTS``, ``ZMQMON_STATE``,
-``ZMQMON_DB``, ``ZMQMON_HOST``, ``ZMQMON_PORT``, ``ZMQMON_JWT_SECRET``, ``ZMQMON_JWT_PUBLIC_KEY``).
+``ZMQMON_DB``, ``ZMQMON_HOST``, ``ZMQMON_PORT``, ``ZMQMON_JWT_SECRET``, ``ZMQMON_JWT_PUBLIC_KEY``,
+``ZMQMON_JWT_AUDIENCE``, ``ZMQMON_JWT_ISSUER``),
+and so do ``serve --agents`` (``ZMQMON_AGENTS``) and the service's limits (``--max-request-bytes``
+``ZMQMON_MAX_REQUEST_BYTES``, ``--max-agents`` ``ZMQMON_MAX_AGENTS``, ``--max-events-in-memory``
+``ZMQMON_MAX_EVENTS_IN_MEMORY``, ``--max-workers`` ``ZMQMON_MAX_WORKERS``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from zmqmon.config import ENV, from_env
 
 __all__ = ["build_parser", "main"]
+
+
+_LIMITS = ("max_request_bytes", "max_agents", "max_events_in_memory", "max_workers")
 
 
 def _env_help(name: str) -> str:
@@ -30,6 +38,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--events", help="PUB endpoint to bind " + _env_help("events"))
     serve.add_argument("--state", help="ROUTER endpoint to bind " + _env_help("state"))
     serve.add_argument("--db", help="SQLite file " + _env_help("db"))
+    serve.add_argument(
+        "--agents",
+        metavar="MODULES",
+        help="comma-separated modules whose callables workflows may run as agents, submodules "
+        "included; zmqmon.demo always; '*' = any importable callable, i.e. whoever reaches the "
+        "state port can run code " + _env_help("agents"),
+    )
+    limits = serve.add_argument_group("limits (see docs/protocol.md, Limits)")
+    limits.add_argument(
+        "--max-request-bytes",
+        metavar="N",
+        help="largest state-service request; a bigger one is dropped unread "
+        + _env_help("max_request_bytes"),
+    )
+    limits.add_argument(
+        "--max-agents", metavar="N", help="agents per workflow " + _env_help("max_agents")
+    )
+    limits.add_argument(
+        "--max-events-in-memory",
+        metavar="N",
+        help="events kept in memory per running execution; older ones are read from the store "
+        + _env_help("max_events_in_memory"),
+    )
+    limits.add_argument(
+        "--max-workers",
+        metavar="N",
+        help="sync agents running at once; stuck ones given up on do not count "
+        + _env_help("max_workers"),
+    )
 
     bridge = sub.add_parser("bridge", help="WebSocket bridge and dashboard")
     bridge.add_argument("--events", help="event stream to subscribe to " + _env_help("events"))
@@ -40,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     auth.add_argument("--jwt-secret", help="HS256 secret " + f"(env {ENV['jwt_secret']})")
     auth.add_argument(
         "--jwt-public-key", help="RS256/ES256 PEM file " + f"(env {ENV['jwt_public_key']})"
+    )
+    bridge.add_argument(
+        "--jwt-audience",
+        help="tokens must carry this aud (unset: any aud accepted) "
+        + f"(env {ENV['jwt_audience']})",
+    )
+    bridge.add_argument(
+        "--jwt-issuer",
+        help="tokens must carry this iss (unset: not checked) " + f"(env {ENV['jwt_issuer']})",
     )
 
     run = sub.add_parser("run", help="run a workflow file and follow it")
@@ -85,17 +131,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=from_env("events", args.events) or "",
             state=from_env("state", args.state) or "",
             db=from_env("db", args.db) or "",
+            agents=from_env("agents", args.agents) or "",
+            limits={name: from_env(name, getattr(args, name)) for name in _LIMITS},
         )
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge
 
+        # The bridge's Authenticator reads audience and issuer from their variables when not
+        # handed them, so the flags reach it that way (run_bridge does not take them yet).
+        for name in ("jwt_audience", "jwt_issuer"):
+            if getattr(args, name) is not None:
+                os.environ[ENV[name]] = getattr(args, name)
         return run_bridge(
             events=from_env("events", args.events) or "",
             state=from_env("state", args.state) or "",
             host=from_env("host", args.host) or "",
             port=int(from_env("port", None if args.port is None else str(args.port)) or 0),
-            jwt_secret=from_env("jwt_secret", args.jwt_secret),
-            jwt_public_key=from_env("jwt_public_key", args.jwt_public_key),
+            # keep_empty: an empty secret or key given explicitly is refused, not "auth off"
+            jwt_secret=from_env("jwt_secret", args.jwt_secret, keep_empty=True),
+            jwt_public_key=from_env("jwt_public_key", args.jwt_public_key, keep_empty=True),
         )
     if cmd == "run":
         from zmqmon.terminal.run import run_file

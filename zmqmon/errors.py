@@ -18,6 +18,8 @@ Every error zmqmon raises on purpose derives from :class:`ZmqmonError`, so
     ├── PublisherLostError       heartbeats stopped: the publisher is gone or unreachable
     ├── StoreError               the SQLite store failed
     ├── AuthError                a token is missing, expired or invalid (bridge)
+    ├── ConfigError              a setting given at start is unusable (empty JWT secret, an
+    │                            unreadable key, a bad --agents list); also a ValueError
     └── ExecutionError           an execution did not complete (``handle.result``)
         ├── AgentFailedError     an agent raised; ``agent_id``, ``error_type``
         ├── ExecutionCancelledError
@@ -31,6 +33,7 @@ __all__ = [
     "AgentTimeoutError",
     "AuthError",
     "BadRequestError",
+    "ConfigError",
     "ConflictError",
     "ExecutionCancelledError",
     "ExecutionError",
@@ -123,6 +126,14 @@ class StoreError(ZmqmonError):
 
 class AuthError(ZmqmonError):
     """A token is missing, expired, badly signed or otherwise invalid."""
+
+
+class ConfigError(ZmqmonError, ValueError):
+    """A setting given at start cannot be used; the message names it (never a secret's value).
+
+    Also a :class:`ValueError`, so code that checks settings with ``except ValueError`` keeps
+    working. A service refuses to start on it (non-zero exit) rather than guess.
+    """
 
 
 class ExecutionError(ZmqmonError):

@@ -125,7 +125,8 @@ def test_unknown_paths_and_traversal_are_404(bridge: Bridge, path: str) -> None:
 
 
 def test_zmqmon_bridge_command_prints_endpoints_and_stops_on_sigterm(server: Any) -> None:
-    env = {**os.environ, "ZMQMON_JWT_SECRET": ""}
+    # anonymous: no JWT setting inherited (an empty ZMQMON_JWT_SECRET is an error, not "off")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZMQMON_JWT_")}
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
 
+from tests.strategies import REQUESTS, encoded, no_logged_errors
+from zmqmon.core.events import MAX_SEQ
 from zmqmon.core.requests import (
+    OPS,
     EventsRequest,
     ExecuteRequest,
     encode_error,
@@ -36,6 +40,7 @@ def test_execute_takes_exactly_one_source() -> None:
         (b'{"op": "launch"}', "unknown op 'launch'"),
         (b'{"op": "snapshot"}', "executionId: Field required"),
         (b'{"op": "events", "executionId": "e", "afterSeq": -1}', "afterSeq"),
+        (b'{"op": "events", "executionId": "e", "afterSeq": 9223372036854775808}', "afterSeq"),
         (b'{"op": "events", "executionId": "e", "limit": "lots"}', "limit"),
         (b'{"op": "executions", "status": "sleeping"}', "status"),
         (b'{"op": "ping", "extra": 1}', "extra: Extra inputs are not permitted"),
@@ -53,3 +58,20 @@ def test_error_replies_raise_matching_errors() -> None:
         parse_reply(encode_error("conflict", "finished", 3))
     assert request_id_of(b'{"op": "nope", "id": "r1"}') == "r1"
     assert request_id_of(b"garbage") is None
+
+
+# -- property-based: whatever a client sends ---------------------------------------------------
+
+
+@given(raw=encoded(REQUESTS))
+def test_any_request_parses_or_is_a_bad_request(raw: bytes) -> None:
+    try:
+        with no_logged_errors():
+            request_id_of(raw)  # best effort: never raises
+            request = parse_request(raw)
+    except BadRequestError as exc:
+        assert exc.code == "bad_request" and exc.message
+        return
+    assert request.op in OPS
+    if isinstance(request, EventsRequest):
+        assert 0 <= request.after_seq <= MAX_SEQ and 1 <= request.limit <= 10_000

@@ -1,8 +1,21 @@
 from __future__ import annotations
 
-import pytest
+import json
 
-from zmqmon.core.events import build_event_dict, event_to_dict, format_timestamp, parse_event
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.strategies import edgy_ints, encoded, json_values, no_logged_errors, objects
+from zmqmon.core.events import (
+    EVENT_TYPES,
+    MAX_SEQ,
+    build_event_dict,
+    event_to_dict,
+    format_timestamp,
+    parse_event,
+)
+from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.core.wire import (
     HEARTBEAT_TOPIC,
     MAX_EVENT_BYTES,
@@ -94,3 +107,134 @@ def test_heartbeat_round_trip() -> None:
 def test_malformed_messages_raise_protocol_error(frames: list[bytes], fragment: str) -> None:
     with pytest.raises(ProtocolError, match=fragment):
         decode_message(frames)
+
+
+# -- property-based: whatever arrives on a SUB socket ------------------------------------------
+
+_TIMESTAMPS = st.one_of(st.just("2026-11-25T10:00:10.123Z"), st.text(max_size=24))
+_EVENT_DATA = objects(
+    {
+        "agentId": st.text(max_size=6),
+        "agentName": st.text(max_size=6),
+        "progress": edgy_ints,
+        "message": st.text(max_size=6),
+        "workflowName": st.text(max_size=6),
+        "agentCount": edgy_ints,
+        "userId": st.text(max_size=6),
+        "agents": st.lists(objects({"agentId": st.text(max_size=4),
+                                    "agentName": st.text(max_size=4)}), max_size=3),
+        "durationMs": edgy_ints,
+        "results": st.dictionaries(st.text(max_size=4), json_values, max_size=2),
+        "error": st.text(max_size=6),
+        "errorType": st.text(max_size=6),
+        "reason": st.text(max_size=6),
+        "result": json_values,
+    }
+)  # fmt: skip
+_ID = st.sampled_from(["a", "b", "c"])
+_GOOD_DATA = {
+    "execution:started": st.fixed_dictionaries(
+        {"workflowName": st.text(max_size=6), "agentCount": st.integers(0, 3)},
+        optional={"userId": st.none() | st.text(max_size=4), "agents": st.lists(
+            st.fixed_dictionaries({"agentId": _ID, "agentName": st.text(max_size=4)}),
+            max_size=4)},
+    ),
+    "execution:progress": st.fixed_dictionaries({"progress": edgy_ints}),
+    "execution:completed": st.fixed_dictionaries(
+        {"durationMs": edgy_ints, "results": st.dictionaries(_ID, json_values, max_size=2)}
+    ),
+    "execution:failed": st.fixed_dictionaries({"error": st.text(max_size=6)},
+                                              optional={"agentId": st.none() | _ID}),
+    "execution:cancelled": st.fixed_dictionaries({"reason": st.text(max_size=6)}),
+    "agent:started": st.fixed_dictionaries({"agentId": _ID, "agentName": st.text(max_size=4)}),
+    "agent:progress": st.fixed_dictionaries(
+        {"agentId": _ID, "agentName": st.text(max_size=4), "progress": edgy_ints}
+    ),
+    "agent:completed": st.fixed_dictionaries(
+        {"agentId": _ID, "agentName": st.text(max_size=4), "result": json_values},
+        optional={"durationMs": edgy_ints},
+    ),
+    "agent:failed": st.fixed_dictionaries(
+        {"agentId": _ID, "agentName": st.text(max_size=4), "error": st.text(max_size=6)}
+    ),
+}  # fmt: skip
+#: well-formed events of every type, seq and numbers at their edges
+_GOOD_EVENTS = st.sampled_from(sorted(_GOOD_DATA)).flatmap(
+    lambda kind: st.builds(
+        lambda seq, data: {"type": kind, "executionId": "e1", "workflowId": "w1",
+                           "timestamp": "2026-11-25T10:00:10.123Z", "seq": seq, "data": data},
+        edgy_ints,
+        _GOOD_DATA[kind],
+    )
+)  # fmt: skip
+_EVENTS = st.one_of(_GOOD_EVENTS, _GOOD_EVENTS, objects(
+    {
+        "type": st.sampled_from([*EVENT_TYPES, "agent:exploded"]),
+        "executionId": st.text(max_size=8),
+        "workflowId": st.text(max_size=8),
+        "timestamp": _TIMESTAMPS,
+        "seq": edgy_ints,
+        "data": _EVENT_DATA,
+    }
+))  # fmt: skip
+_GOOD_HEARTBEATS = st.fixed_dictionaries(
+    {
+        "publisherId": st.text(max_size=6),
+        "timestamp": st.just("2026-11-25T10:00:10.123Z"),
+        "executions": st.dictionaries(st.text(max_size=6), edgy_ints, max_size=3),
+    },
+    optional={"state": st.text(max_size=12)},
+)
+_HEARTBEATS = st.one_of(_GOOD_HEARTBEATS, _GOOD_HEARTBEATS, objects(
+    {
+        "publisherId": st.text(max_size=6),
+        "timestamp": _TIMESTAMPS,
+        "executions": st.dictionaries(st.text(max_size=6), edgy_ints, max_size=3),
+        "state": st.text(max_size=12),
+    }
+))  # fmt: skip
+
+
+def _topic_of(payload: bytes) -> bytes:
+    """The topic a publisher would give this payload (when it can be read at all)."""
+    try:
+        obj = json.loads(payload)
+        return f"exec/{obj['executionId']}/{obj['type']}".encode()
+    except Exception:
+        return b"exec/x/agent:progress"
+
+
+_MESSAGES = st.one_of(
+    encoded(_EVENTS).map(lambda p: [_topic_of(p), p]),  # topic agrees: the payload is parsed
+    encoded(_HEARTBEATS).map(lambda p: [HEARTBEAT_TOPIC, p]),
+    st.lists(st.one_of(st.binary(max_size=24), st.sampled_from([HEARTBEAT_TOPIC, b"exec/"])),
+             max_size=3),
+)  # fmt: skip
+
+
+@given(frames=_MESSAGES)
+def test_any_message_decodes_or_is_a_protocol_error_and_the_reducer_takes_it(
+    frames: list[bytes],
+) -> None:
+    try:
+        with no_logged_errors():
+            message = decode_message(frames)
+    except ProtocolError as exc:
+        assert str(exc)
+        return
+    if isinstance(message, Heartbeat):
+        assert all(0 <= seq <= MAX_SEQ for seq in message.executions.values())
+        return
+    assert 1 <= message.seq <= MAX_SEQ
+    # Every event a subscriber accepts off the wire, its reducer can apply: alone, or on top of
+    # a running execution's state.
+    state = apply_event(None, message)
+    assert state.last_seq == message.seq
+    started = parse_event(
+        build_event_dict("execution:started", message.execution_id, "w", 1,
+                         "2026-11-25T10:00:00.000Z", {"workflowName": "W", "agentCount": 1,
+                         "agents": [{"agentId": "a", "agentName": "A"}]})
+    )  # fmt: skip
+    after = apply_event(apply_event(None, started), message)
+    assert after.last_seq == max(1, message.seq)
+    assert ExecutionState.model_validate(after.to_json_dict()) == after

@@ -68,13 +68,13 @@ def test_execute_and_cancel_through_the_state_service(server: Server) -> None:
         assert cancelled.status == "cancelled"
         with pytest.raises(ConflictError):
             client.cancel(slow)
-        assert [w["name"] for w in client.workflows()] == ["Work", "Slow"]
+        assert [w["name"] for w in client.workflows()] == ["Slow", "Work"]  # newest first
 
         with pytest.raises(BadRequestError, match="nope"):
             client.execute(
                 workflow={"name": "x", "agents": [{"id": "a", "uses": "zmqmon.demo:nope"}]}
             )
-        assert [w["name"] for w in client.workflows()] == ["Work", "Slow"]  # refused: not stored
+        assert [w["name"] for w in client.workflows()] == ["Slow", "Work"]  # refused: not stored
         with pytest.raises(NotFoundError):
             client.execute("ghost")
 
@@ -210,3 +210,60 @@ def test_busy_port_fails_start_and_releases_everything(tmp_path: Path) -> None:
     finally:
         taken.close(0)
         ctx.term()
+
+
+def many_agents(n: int, chain: bool = False) -> dict[str, Any]:
+    return {
+        "name": f"{n} agents",
+        "agents": [
+            {"id": f"a{i}", "uses": "zmqmon.demo:work", "params": {"seconds": 0, "steps": 1},
+             "dependsOn": [f"a{i + 1}"] if chain and i < n - 1 else []}
+            for i in range(n)
+        ],
+    }  # fmt: skip
+
+
+@pytest.mark.timeout(60)
+def test_agents_per_workflow_are_capped_with_a_bad_request_naming_the_cap(tmp_path: Path) -> None:
+    from zmqmon.config import ServiceLimits
+
+    srv = start(tmp_path, limits=ServiceLimits(max_agents=50))
+    with srv, StateClient(srv.endpoints["state"], timeout=10) as client:
+        for n in (51, 20_000):
+            with pytest.raises(BadRequestError, match=f"{n} agents; at most 50 per workflow"):
+                client.create_workflow(many_agents(n))
+            with pytest.raises(BadRequestError, match="at most 50 per workflow"):
+                client.execute(workflow=many_agents(n))
+        assert client.workflows() == []
+        # At the cap, even as one long chain (no recursion limit on the way), it runs.
+        execution_id = client.execute(workflow=many_agents(50, chain=True))
+        state = wait_for(lambda: (s := client.snapshot(execution_id)).is_terminal and s, 20)
+        assert state.status == "completed"
+
+
+@pytest.mark.timeout(60)
+def test_a_handle_keeps_few_events_in_memory_and_reads_the_rest_from_the_store(
+    tmp_path: Path,
+) -> None:
+    from zmqmon.config import ServiceLimits
+
+    with start(tmp_path, limits=ServiceLimits(max_events_in_memory=5)) as srv:
+        handle = srv.submit(work_workflow(0.05, steps=10))
+        handle.wait(20)
+        record = handle._record
+        assert len(record.events) == 5 and record.evicted > 5  # memory bounded
+        events = handle.events
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert events == srv.store.events(handle.id, limit=10_000)
+        assert [e["seq"] for e in handle.events_after(3)] == list(range(4, len(events) + 1))
+        assert handle.state == srv.store.state(handle.id)
+        assert handle.state.status == "completed"
+
+
+@pytest.mark.timeout(60)
+def test_submitting_one_definition_again_stores_one_workflow(server: Server) -> None:
+    first = server.submit(work_workflow(0, steps=1))
+    again = server.submit(work_workflow(0, steps=1))
+    assert first.workflow_id == again.workflow_id
+    assert first.join(20) == again.join(20) == "completed"
+    assert [w["workflowId"] for w in server.store.workflows()] == [first.workflow_id]

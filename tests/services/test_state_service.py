@@ -4,6 +4,7 @@ integration is in test_server.py)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +12,16 @@ from typing import Any
 
 import pytest
 import zmq
+from hypothesis import given
+from hypothesis import strategies as st
 
 import zmqmon
+from tests.strategies import REQUESTS, encoded, requests_for
 from zmqmon.core.wire import dumps, loads
 from zmqmon.core.workflow import WorkflowDefinition
 from zmqmon.errors import WorkflowError
 from zmqmon.services.state_service import StateService
+from zmqmon.shells.client import StateClient
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
 
@@ -179,7 +184,7 @@ def test_execute_by_id_and_inline(rig: Rig) -> None:
     inline = rig.ask({"op": "execute", "workflow": {**DEFINITION, "name": "Inline"}})
     assert inline["ok"] is True
     names = [w["name"] for w in rig.ask({"op": "workflows"})["workflows"]]
-    assert names == ["W", "Inline"]  # the inline definition is stored too
+    assert names == ["Inline", "W"]  # the inline definition is stored too (newest first)
 
     assert error_of(rig.ask({"op": "execute", "workflowId": "ghost"}))[0] == "not_found"
     code, message = error_of(rig.ask({"op": "execute", "workflow": {"name": "x", "agents": []}}))
@@ -270,7 +275,7 @@ def test_a_fault_inside_an_op_is_internal_and_the_service_goes_on(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(rig.store, "executions", boom)
+    monkeypatch.setattr(rig.store, "execution_payloads", boom)
     code, message = error_of(rig.ask({"op": "executions", "id": 1}))
     assert code == "internal" and "disk on fire" in message
     assert rig.ask({"op": "ping"})["ok"] is True
@@ -303,3 +308,90 @@ def test_events_reply_is_bounded_in_bytes(rig: Rig, monkeypatch: pytest.MonkeyPa
         assert more
         got += [e["seq"] for e in more]
     assert got == list(range(1, 24))
+
+
+@pytest.mark.parametrize("after", [2**63, 2**64 + 5, 10**30])
+def test_after_seq_past_sqlite_integers_is_bad_request_not_internal(rig: Rig, after: int) -> None:
+    emit_execution(rig.publisher)
+    code, message = error_of(rig.ask({"op": "events", "executionId": "e1", "afterSeq": after}))
+    assert code == "bad_request" and "afterSeq" in message
+    # The largest SQLite integer is a valid (empty) position.
+    reply = rig.ask({"op": "events", "executionId": "e1", "afterSeq": 2**63 - 1})
+    assert reply["ok"] is True and reply["events"] == [] and reply["lastSeq"] == 4
+
+
+def test_workflows_are_newest_first_and_limited(rig: Rig) -> None:
+    create = [
+        {"op": "create_workflow", "workflow": {**DEFINITION, "name": f"W{i}"}} for i in range(101)
+    ]
+    ids = [rig.ask(request)["workflowId"] for request in create]
+    listed = rig.ask({"op": "workflows"})["workflows"]
+    assert [w["workflowId"] for w in listed] == ids[::-1][:100]  # default limit 100
+    two = rig.ask({"op": "workflows", "limit": 2})["workflows"]
+    assert [w["name"] for w in two] == ["W100", "W99"]
+    for bad in (0, 1001, "all"):
+        code, message = error_of(rig.ask({"op": "workflows", "limit": bad}))
+        assert code == "bad_request" and "limit" in message
+
+
+def test_the_same_definition_is_stored_once(rig: Rig) -> None:
+    first = rig.ask({"op": "create_workflow", "workflow": DEFINITION})["workflowId"]
+    # Same content, other key order and spelled-out defaults: the same workflow.
+    same = {"agents": [{"uses": "zmqmon.demo:work", "id": "a", "params": {}}], "name": "W"}
+    assert rig.ask({"op": "create_workflow", "workflow": same})["workflowId"] == first
+    for _ in range(3):
+        assert rig.ask({"op": "execute", "workflow": same})["ok"] is True
+    other = rig.ask({"op": "execute", "workflow": {**DEFINITION, "description": "changed"}})
+    assert other["ok"] is True
+    assert [w[1] for w in rig.runner.submitted[:3]] == [first] * 3
+    listed = rig.ask({"op": "workflows"})["workflows"]
+    assert len(listed) == 2 and listed[1]["workflowId"] == first
+
+
+# -- property-based: whatever a client sends, a well-formed answer ----------------------------
+
+
+@pytest.mark.timeout(120)
+def test_any_request_gets_a_well_formed_reply_and_nothing_escapes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from zmqmon.services.server import Server
+
+    caplog.set_level(logging.WARNING)
+    srv = Server("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", tmp_path / "fuzz.sqlite3").start()
+    try:
+        known = srv.submit({"name": "K", "agents": [{"id": "a", "uses": "zmqmon.demo:work",
+                                                     "params": {"seconds": 0}}]})  # fmt: skip
+        known.join(20)
+        # Requests about an execution that exists reach the store with their numbers.
+        about_known = requests_for("snapshot", "events", "cancel").map(
+            lambda r: {**r, "executionId": known.id}
+        )
+
+        @given(raw=st.one_of(encoded(REQUESTS), encoded(about_known)))
+        def answers(raw: bytes) -> None:
+            reply = loads(srv.service.handle(raw))
+            assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool), reply
+            if not reply["ok"]:
+                error = reply["error"]
+                # A client's fault is never the service's: no "internal" for any input.
+                assert error["code"] in {"bad_request", "not_found", "conflict"}, error
+                assert isinstance(error["message"], str) and error["message"]
+
+        @given(frames=st.lists(st.binary(max_size=24), max_size=4))
+        def envelopes(frames: list[bytes]) -> None:
+            reply = srv.service.handle_frames(frames)
+            if not frames:
+                assert reply is None
+                return
+            assert reply is not None and reply[0] == frames[0]
+            assert isinstance(loads(reply[-1])["ok"], bool)
+
+        answers()
+        envelopes()
+        with StateClient(srv.endpoints["state"], timeout=10) as client:
+            assert client.ping()  # still serving on its socket
+    finally:
+        srv.stop()
+    tracebacks = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert tracebacks == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,14 @@ def test_a_read_under_a_busy_writer_answers_what_is_committed_within_read_wait(
     after = store.state("e")
     assert after is not None and after.last_seq == 2
     store.close()
+
+
+def test_a_definition_saved_again_keeps_its_one_row(db: Path) -> None:
+    with Store(db) as store:
+        wid = store.save_workflow(parse_workflow(WORKFLOW))
+        again = store.save_workflow(parse_workflow(json.dumps(WORKFLOW, indent=2)))
+        assert again == wid and len(store.workflows()) == 1
+        other = store.save_workflow(parse_workflow({**WORKFLOW, "name": "Other"}))
+        assert other != wid
+        assert [w["workflowId"] for w in store.workflows()] == [other, wid]  # newest first
+        assert [w["workflowId"] for w in store.workflows(limit=1)] == [other]

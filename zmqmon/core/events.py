@@ -22,6 +22,7 @@ from zmqmon.errors import ProtocolError
 
 __all__ = [
     "EVENT_TYPES",
+    "MAX_SEQ",
     "TERMINAL_TYPES",
     "AgentCompleted",
     "AgentCompletedData",
@@ -74,6 +75,10 @@ EVENT_TYPES: Final[tuple[str, ...]] = (
     "agent:completed",
     "agent:failed",
 )
+
+#: The largest ``seq`` (and ``afterSeq``): the store keeps it in an SQLite INTEGER, a signed 64-bit
+#: integer, so anything above is refused where it comes in rather than overflowing there.
+MAX_SEQ: Final = 2**63 - 1
 
 TERMINAL_TYPES: Final[frozenset[str]] = frozenset(
     {"execution:completed", "execution:failed", "execution:cancelled"}
@@ -186,7 +191,7 @@ class _EventBase(BaseModel):
     execution_id: Annotated[str, Field(min_length=1)]
     workflow_id: str
     timestamp: Annotated[str, Field(pattern=_TIMESTAMP_PATTERN)]
-    seq: Annotated[int, Field(ge=1)]
+    seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
     @property
     def time(self) -> datetime:

@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from zmqmon.core.events import validation_message
+from zmqmon.core.events import MAX_SEQ, validation_message
 from zmqmon.core.wire import dumps, loads
 from zmqmon.errors import BadRequestError, ProtocolError, ServiceError, service_error
 
@@ -81,7 +81,7 @@ class EventsRequest(_Req):
 
     op: Literal["events"]
     execution_id: Annotated[str, Field(min_length=1)]
-    after_seq: Annotated[int, Field(ge=0)] = 0
+    after_seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] = 0
     limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
 
 
@@ -102,9 +102,10 @@ class CreateWorkflowRequest(_Req):
 
 
 class WorkflowsRequest(_Req):
-    """``workflows`` → ``workflows``."""
+    """``workflows`` → ``workflows``: the ``limit`` newest (default 100, at most 1000)."""
 
     op: Literal["workflows"]
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 class ExecuteRequest(_Req):

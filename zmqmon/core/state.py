@@ -4,6 +4,11 @@ Every view of an execution — the executor's snapshot, the notebook widget, the
 ``zmqmon tail`` display — derives state from events with :func:`apply_event`, and the dashboard's
 ``reducer.js`` mirrors it rule for rule (both are tested on ``tests/fixtures/``).
 
+Cost: an agent event is O(log n) in the number of agents n — ``agents`` is a persistent vector
+(:data:`AgentRows`, :mod:`zmqmon.core.rows`) that shares every untouched row with the previous
+state, and rows are found by id, not by a scan. Terminal events, which touch every running
+agent, are O(n), once per execution.
+
 Rules:
 
 1. An event whose ``seq`` is not above ``lastSeq`` is a duplicate: the state is returned unchanged.
@@ -11,7 +16,8 @@ Rules:
 3. Once the execution is terminal (completed, failed, cancelled), later events only move
    ``lastSeq``.
 4. ``execution:started`` → ``running``; sets workflow name, user and ``startedAt``; the agents it
-   announces (``data.agents``) get ``pending`` rows, in order.
+   announces (``data.agents``) get ``pending`` rows, in order (one row per agent id, as in
+   ``reducer.js``, even if announced twice).
 5. ``execution:progress`` → ``progress``. ``execution:completed`` → ``completed``, progress 100.
    ``execution:failed`` → ``failed`` with ``error``. ``execution:cancelled`` → ``cancelled``.
    On each of the three, ``finishedAt`` is set and agents still ``running`` become ``cancelled``.
@@ -24,9 +30,9 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final, Literal, TypeAlias, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, TypeAdapter
 from pydantic.alias_generators import to_camel
 
 from zmqmon.core.events import (
@@ -41,9 +47,11 @@ from zmqmon.core.events import (
     ExecutionProgress,
     ExecutionStarted,
 )
+from zmqmon.core.rows import KeyedRows
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "AgentRows",
     "AgentState",
     "AgentStatus",
     "ExecutionState",
@@ -78,8 +86,41 @@ class AgentState(_State):
     error: str | None = None
 
 
+def _agent_key(row: AgentState) -> str:
+    return row.agent_id
+
+
+#: An execution's agent rows, in order: a read-only sequence (len, index, iterate, ``==`` with a
+#: list) in which the reducer changes one row in O(log n) — see :mod:`zmqmon.core.rows`. On the
+#: wire, and in ``model_dump``, it is the contract's plain list.
+AgentRows: TypeAlias = KeyedRows[AgentState]
+
+_AGENT_LIST: TypeAdapter[list[AgentState]] = TypeAdapter(list[AgentState])
+_NO_AGENTS: AgentRows = KeyedRows.from_rows((), _agent_key)
+
+
+def _to_rows(value: Any) -> AgentRows:
+    if isinstance(value, KeyedRows):
+        return value
+    return KeyedRows.from_rows(_AGENT_LIST.validate_python(value), _agent_key)
+
+
+def _rows_to_list(rows: AgentRows) -> list[AgentState]:
+    return list(rows)
+
+
+_Agents = Annotated[
+    AgentRows,
+    PlainValidator(_to_rows),
+    PlainSerializer(_rows_to_list, return_type=list[AgentState]),
+]
+
+
 class ExecutionState(_State):
-    """An execution's state, as derived from its events 1..``last_seq``."""
+    """An execution's state, as derived from its events 1..``last_seq``.
+
+    ``agents`` is an :data:`AgentRows` sequence (built from a list when one is given).
+    """
 
     execution_id: str
     workflow_id: str
@@ -91,7 +132,7 @@ class ExecutionState(_State):
     finished_at: str | None = None
     error: str | None = None
     last_seq: int = 0
-    agents: list[AgentState] = []
+    agents: _Agents = _NO_AGENTS
 
     @property
     def is_terminal(self) -> bool:
@@ -99,11 +140,8 @@ class ExecutionState(_State):
         return self.status in TERMINAL_STATUSES
 
     def agent(self, agent_id: str) -> AgentState | None:
-        """The row of one agent, or None."""
-        for row in self.agents:
-            if row.agent_id == agent_id:
-                return row
-        return None
+        """The row of one agent, or None (O(1): looked up by id)."""
+        return self.agents.get(agent_id)
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -129,34 +167,35 @@ def _replace(model: _M, changes: dict[str, Any]) -> _M:
 
 
 def _with_agent(
-    agents: list[AgentState],
+    agents: AgentRows,
     agent_id: str,
     agent_name: str,
     changes: dict[str, Any],
     if_pending: dict[str, Any] | None = None,
-) -> list[AgentState]:
-    """A copy of ``agents`` with one row changed (appended if new); ``if_pending`` is applied
-    too when that row is new or still pending. One scan: this runs for every agent event."""
-    out = list(agents)
-    for i, row in enumerate(out):
-        if row.agent_id == agent_id:
-            if if_pending and row.status == "pending":
-                changes = {**changes, **if_pending}
-            out[i] = _replace(row, changes)
-            return out
+) -> AgentRows:
+    """``agents`` with one row changed (appended if new); ``if_pending`` is applied too when that
+    row is new or still pending. O(log n): this runs for every agent event, and the other rows
+    are shared with the previous state, not copied."""
+    i = agents.position(agent_id)
+    if i is not None:
+        row = agents[i]
+        if if_pending and row.status == "pending":
+            changes = {**changes, **if_pending}
+        return agents.replace(i, _replace(row, changes))
     if if_pending:
         changes = {**changes, **if_pending}
-    out.append(_replace(AgentState(agent_id=agent_id, agent_name=agent_name), changes))
-    return out
+    return agents.append(_replace(AgentState(agent_id=agent_id, agent_name=agent_name), changes))
 
 
-def _stop_running(agents: list[AgentState], timestamp: str) -> list[AgentState]:
-    return [
-        _replace(row, {"status": "cancelled", "finished_at": timestamp})
-        if row.status == "running"
-        else row
-        for row in agents
-    ]
+def _stop_running(agents: AgentRows, timestamp: str) -> AgentRows:
+    # Once per execution (its terminal event): O(n) is fine here.
+    return agents.map_rows(
+        lambda row: (
+            _replace(row, {"status": "cancelled", "finished_at": timestamp})
+            if row.status == "running"
+            else row
+        )
+    )
 
 
 def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
@@ -188,11 +227,15 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
     elif isinstance(event, ExecutionProgress):
         update["progress"] = event.data.progress
     elif isinstance(event, ExecutionStarted):
-        agents = list(state.agents)
+        agents = state.agents
         known = {row.agent_id for row in agents}
+        new_rows = []
         for info in event.data.agents or ():
             if info.agent_id not in known:
-                agents.append(AgentState(agent_id=info.agent_id, agent_name=info.agent_name))
+                known.add(info.agent_id)
+                new_rows.append(AgentState(agent_id=info.agent_id, agent_name=info.agent_name))
+        if new_rows:
+            agents = agents.extend(new_rows)
         update.update(
             status="running",
             workflow_name=event.data.workflow_name,

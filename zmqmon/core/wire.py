@@ -13,13 +13,13 @@ fields of ``data`` are replaced by a short note and ``data.truncated`` is set.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from zmqmon.core.events import EVENT_TYPES, Event, parse_event, validation_message
+from zmqmon.core.events import EVENT_TYPES, MAX_SEQ, Event, parse_event, validation_message
 from zmqmon.errors import ProtocolError
 
 __all__ = [
@@ -126,7 +126,9 @@ class Heartbeat(BaseModel):
 
     publisher_id: str
     timestamp: str
-    executions: dict[str, int] = Field(default_factory=dict)
+    #: execution id → its last seq; bounded like every seq (a hostile heartbeat would otherwise
+    #: send subscribers fetching ranges no store can hold)
+    executions: dict[str, Annotated[int, Field(ge=0, le=MAX_SEQ)]] = Field(default_factory=dict)
 
 
 def encode_heartbeat(

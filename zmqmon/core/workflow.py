@@ -4,27 +4,124 @@ A definition names agents, what each ``uses`` (an import path ``module:callable`
 ``params`` and what it ``dependsOn``. Everything checkable without importing code is checked here:
 shape and types, duplicate ids, unknown dependencies, cycles. Resolving ``uses`` imports code, so
 the executor does it (still before anything runs).
+
+Which code a service may import is decided here too, without importing anything:
+:class:`AgentAllowList` (contract §4: a service runs agents only from the modules it was started
+with).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
-from typing import Annotated, Any
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from zmqmon.core.events import validation_message
-from zmqmon.errors import WorkflowError
+from zmqmon.errors import ConfigError, WorkflowError
 
-__all__ = ["AgentSpec", "WorkflowDefinition", "parse_workflow", "topological_order"]
+__all__ = [
+    "ALWAYS_ALLOWED",
+    "AgentAllowList",
+    "AgentSpec",
+    "WorkflowDefinition",
+    "parse_workflow",
+    "topological_order",
+    "workflow_digest",
+]
 
 _ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")]
 _USES = Annotated[
     str,
     Field(pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"),
 ]
+
+
+#: Modules every service may run agents from: the shipped demo agents (contract §4).
+ALWAYS_ALLOWED: Final = ("zmqmon.demo",)
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+@dataclass(frozen=True)
+class AgentAllowList:
+    """The modules a service imports agents from; any other ``uses`` is refused unimported.
+
+    A module is allowed when its name is listed or is a submodule of a listed one (``mypkg.agents``
+    allows ``mypkg.agents`` and ``mypkg.agents.sub``, not ``mypkg.agents_evil`` nor ``mypkg``), as a
+    package allow-list would: a listed package vouches for what it contains. :data:`ALWAYS_ALLOWED`
+    is always in. ``"*"`` (:attr:`ANY`) allows every importable callable — for a service whose
+    state port only trusted code can reach, and for the embedded executor in the user's own
+    process.
+
+    When not :attr:`any_module`, the attribute path after ``:`` may not start with or pass through
+    a dunder name (``__globals__``, ``__builtins__`` …), and resolving it may not step into a
+    module outside the list (``zmqmon.demo:time.sleep`` is refused though ``zmqmon.demo`` imports
+    ``time``): see :meth:`check_uses` and :meth:`allows_module`.
+    """
+
+    modules: frozenset[str] = frozenset(ALWAYS_ALLOWED)
+    any_module: bool = False
+
+    ANY: ClassVar[AgentAllowList]
+
+    @classmethod
+    def parse(cls, spec: str | Iterable[str] | None) -> AgentAllowList:
+        """From ``"mypkg.agents,other"`` (or a list of names); ``"*"`` allows any module.
+
+        Blank entries are ignored; a name that is not a dotted module name raises
+        :class:`~zmqmon.errors.ConfigError`.
+        """
+        names = spec.split(",") if isinstance(spec, str) else list(spec or ())
+        modules = set(ALWAYS_ALLOWED)
+        any_module = False
+        for raw in names:
+            name = raw.strip()
+            if not name:
+                continue
+            if name == "*":
+                any_module = True
+            elif _MODULE.match(name):
+                modules.add(name)
+            else:
+                raise ConfigError(f"agent module {name[:100]!r} is not a dotted module name")
+        return cls(frozenset(modules), any_module)
+
+    def allows_module(self, module: str) -> bool:
+        """True when agents may be imported from ``module`` (exact name or a submodule)."""
+        if self.any_module or module in self.modules:
+            return True
+        # Submodules: check each dotted parent, an exact match each time (no prefix games).
+        head, dot, _ = module.rpartition(".")
+        while dot:
+            if head in self.modules:
+                return True
+            head, dot, _ = head.rpartition(".")
+        return False
+
+    def check_uses(self, uses: str) -> None:
+        """Raise :class:`WorkflowError` if ``uses`` (``module:attr``) may not be imported here."""
+        if self.any_module:
+            return
+        module, _, attr_path = uses.partition(":")
+        if not self.allows_module(module):
+            allowed = ", ".join(sorted(self.modules))
+            raise WorkflowError(
+                f"module {module!r} is not an agent module of this service (allowed: {allowed}; "
+                "start it with --agents to add one)"
+            )
+        if any(part.startswith("__") for part in attr_path.split(".")):
+            raise WorkflowError(f"{uses!r}: dunder attributes are not agents")
+
+    def __str__(self) -> str:
+        return "*" if self.any_module else ",".join(sorted(self.modules))
+
+
+AgentAllowList.ANY = AgentAllowList(frozenset(ALWAYS_ALLOWED), any_module=True)
 
 
 class _Model(BaseModel):
@@ -42,7 +139,7 @@ class AgentSpec(_Model):
     """One agent of a workflow definition."""
 
     id: _ID
-    name: str = ""
+    name: Annotated[str, Field(max_length=200)] = ""
     uses: _USES
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[_ID] = Field(default_factory=list)
@@ -57,8 +154,8 @@ class AgentSpec(_Model):
 class WorkflowDefinition(_Model):
     """A workflow: a name and a DAG of agents."""
 
-    name: Annotated[str, Field(min_length=1)]
-    description: str = ""
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    description: Annotated[str, Field(max_length=10_000)] = ""
     agents: Annotated[list[AgentSpec], Field(min_length=1)]
 
 
@@ -84,48 +181,80 @@ def topological_order(definition: WorkflowDefinition) -> list[str]:
 
     order: list[str] = []
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-
-    def visit(node: str, path: list[str]) -> None:
-        mark = state.get(node)
-        if mark == 2:
-            return
-        if mark == 1:
-            cycle = [*path[path.index(node) :], node]
-            raise WorkflowError("dependency cycle: " + " -> ".join(cycle))
-        state[node] = 1
-        path.append(node)
-        for dep in deps[node]:
-            visit(dep, path)
-        path.pop()
-        state[node] = 2
-        order.append(node)
-
-    for agent_id in ids:
-        visit(agent_id, [])
+    # Depth-first, with an explicit stack: a chain of agents as long as max-agents allows must
+    # not meet Python's recursion limit.
+    for root in ids:
+        if state.get(root) == 2:
+            continue
+        state[root] = 1
+        path = [root]
+        stack = [(root, iter(deps[root]))]
+        while stack:
+            node, pending = stack[-1]
+            for dep in pending:
+                mark = state.get(dep)
+                if mark == 2:
+                    continue
+                if mark == 1:
+                    cycle = [*path[path.index(dep) :], dep]
+                    raise WorkflowError("dependency cycle: " + " -> ".join(cycle))
+                state[dep] = 1
+                path.append(dep)
+                stack.append((dep, iter(deps[dep])))
+                break
+            else:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                order.append(node)
     return order
+
+
+def _check_agent_count(count: int, max_agents: int | None) -> None:
+    if max_agents is not None and count > max_agents:
+        raise WorkflowError(
+            f"workflow has {count} agents; at most {max_agents} per workflow here (max-agents)"
+        )
 
 
 def parse_workflow(
     source: Mapping[str, Any] | str | bytes | WorkflowDefinition,
+    *,
+    max_agents: int | None = None,
 ) -> WorkflowDefinition:
     """Parse and validate a definition from a dict or JSON text.
 
-    Raises :class:`WorkflowError` naming the fault, e.g. ``agents.1.dependsOn: …`` or
-    ``dependency cycle: a -> b -> a``.
+    ``max_agents`` refuses a definition with more agents (counted before anything else is
+    validated, so an oversized one costs next to nothing). Names are at most 200 characters,
+    the description 10,000. Raises :class:`WorkflowError` naming the fault, e.g.
+    ``agents.1.dependsOn: …`` or ``dependency cycle: a -> b -> a``.
     """
     if isinstance(source, WorkflowDefinition):
         definition = source
+        _check_agent_count(len(definition.agents), max_agents)
     else:
         if isinstance(source, (str, bytes)):
             try:
                 source = json.loads(source)
-            except ValueError as exc:
-                raise WorkflowError(f"workflow is not valid JSON: {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                raise WorkflowError(f"workflow is not valid JSON: {exc}") from exc
         if not isinstance(source, Mapping):
             raise WorkflowError(f"workflow must be a JSON object, got {type(source).__name__}")
+        agents = source.get("agents")
+        if isinstance(agents, list):
+            _check_agent_count(len(agents), max_agents)
         try:
             definition = WorkflowDefinition.model_validate(source)
         except ValidationError as exc:
-            raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from None
+            raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from exc
     topological_order(definition)
     return definition
+
+
+def workflow_digest(definition: WorkflowDefinition) -> str:
+    """A content id: the same definition (after parsing: key order, defaults, spacing do not
+    matter) always gives the same 32 hex digits, so storing it twice keeps one row."""
+    canonical = json.dumps(
+        definition.to_json_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

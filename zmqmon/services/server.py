@@ -17,16 +17,20 @@ import signal
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
 import zmq
 
-from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
-from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
-from zmqmon.errors import InternalError
+from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, ServiceLimits
+from zmqmon.core.workflow import (
+    AgentAllowList,
+    WorkflowDefinition,
+    parse_workflow,
+    workflow_digest,
+)
+from zmqmon.errors import ConfigError, InternalError
 from zmqmon.services.state_service import StateService
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
@@ -54,7 +58,13 @@ def _load_engine() -> Any:
 
 
 class Server:
-    """The executor service on two endpoints and one SQLite file. A context manager."""
+    """The executor service on two endpoints and one SQLite file. A context manager.
+
+    ``agents``: the modules whose callables definitions may name in ``uses`` (default: only
+    ``zmqmon.demo``; :attr:`AgentAllowList.ANY <zmqmon.core.workflow.AgentAllowList.ANY>` for
+    any — what the embedded executor uses, in the user's own process). ``limits``: the caps of
+    :class:`~zmqmon.config.ServiceLimits` (``max_workers``, when given, overrides its own).
+    """
 
     def __init__(
         self,
@@ -64,8 +74,10 @@ class Server:
         *,
         heartbeat_interval: float = 0.5,
         sndhwm: int = 10_000,
-        max_workers: int = 8,
+        max_workers: int | None = None,
         progress_interval: float = 0.05,
+        agents: AgentAllowList = AgentAllowList(),  # noqa: B008 - frozen, shared safely
+        limits: ServiceLimits = ServiceLimits(),  # noqa: B008 - frozen, shared safely
     ) -> None:
         self._events_endpoint = events
         self._state_endpoint = state
@@ -76,8 +88,10 @@ class Server:
         self.db = os.fspath(db)
         self._heartbeat_interval = heartbeat_interval
         self._sndhwm = sndhwm
-        self._max_workers = max_workers
+        self.limits = limits
+        self._max_workers = limits.max_workers if max_workers is None else max_workers
         self._progress_interval = progress_interval
+        self.agents = agents
         self.endpoints: dict[str, str] = {}
         self.store: Store
         self.publisher: EventPublisher
@@ -110,6 +124,9 @@ class Server:
                     self.publisher,
                     max_workers=self._max_workers,
                     progress_interval=self._progress_interval,
+                    agents=self.agents,
+                    max_events_in_memory=self.limits.max_events_in_memory,
+                    history=self.store,
                 )
             self.service = StateService(
                 self._state_endpoint,
@@ -117,6 +134,9 @@ class Server:
                 publisher=self.publisher,
                 runner=self.engine,
                 context=self._context,
+                agents=self.agents,
+                max_agents=self.limits.max_agents,
+                max_request_bytes=self.limits.max_request_bytes,
             ).start()
         except BaseException:
             self.stop()
@@ -162,7 +182,7 @@ class Server:
             definition = workflow.to_definition()
         # Run first (the engine validates, imports the agents, emits started), store after:
         # a workflow the engine refuses is not stored.
-        workflow_id = uuid.uuid4().hex
+        workflow_id = workflow_digest(definition)  # the same definition keeps one row
         handle = self.engine.submit(
             workflow if not isinstance(workflow, Mapping) else definition,
             workflow_id=workflow_id,
@@ -171,6 +191,11 @@ class Server:
         )
         self.store.save_workflow(definition, workflow_id)
         return handle
+
+    def agent_threads_left(self) -> int:
+        """Sync agents' threads still running their calls (after :meth:`stop`: stuck ones)."""
+        threads = getattr(self.engine, "threads", None)
+        return 0 if threads is None else int(threads.running + threads.abandoned)
 
     def stop(self) -> None:
         """Stop everything; every event published is stored when this returns."""
@@ -203,20 +228,34 @@ def serve(
     events: str,
     state: str,
     db: str,
+    agents: str = "",
+    limits: Mapping[str, str | int | None] | None = None,
     *,
     on_start: Callable[[Server], None] | None = None,
     sndhwm: int = 10_000,
 ) -> int:
     """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
 
-    ``on_start(server)`` runs once it is up (for embedding: e.g. a producer of its own);
-    ``sndhwm``: the event stream's high-water mark per subscriber (messages; past it, dropped
-    for that subscriber, which repairs from the store)."""
+    ``agents``: comma-separated modules agents may be imported from (``zmqmon.demo`` always;
+    ``*``: any importable callable). ``limits``: :class:`~zmqmon.config.ServiceLimits` fields by
+    name (None: the default). Exit 2 on an unusable setting, 1 if the service cannot start.
+    After a clean stop with sync agents still stuck in their calls (their executions cancelled
+    and stored), the process ends at once with status 0 (``os._exit``) instead of returning.
+    ``on_start(server)`` runs once it is up, before the endpoints are printed (for embedding: a
+    producer of its own); ``sndhwm``: the event stream's high-water mark per subscriber
+    (messages; past it, dropped for that subscriber, which repairs from the store).
+    """
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        allow = AgentAllowList.parse(agents)
+        caps = ServiceLimits.parse(limits or {})
+    except ConfigError as exc:
+        print(f"zmqmon serve: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -225,12 +264,25 @@ def serve(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server = Server(
-            events or DEFAULT_EVENTS, state or DEFAULT_STATE, db or None, sndhwm=sndhwm
+            events or DEFAULT_EVENTS,
+            state or DEFAULT_STATE,
+            db or None,
+            agents=allow,
+            limits=caps,
+            sndhwm=sndhwm,
         ).start()
     except Exception as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)
         return 1
     try:
+        if allow.any_module:
+            log.warning(
+                "--agents '*': any importable callable can be run as an agent by whoever reaches "
+                "the state port %s — keep it where only trusted code can connect",
+                server.endpoints["state"],
+            )
+        else:
+            log.info("agents may be imported from: %s", allow)
         if on_start is not None:
             on_start(server)
         print(json.dumps(server.endpoints), flush=True)
@@ -241,4 +293,14 @@ def serve(
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    stuck = server.agent_threads_left()
+    if stuck:
+        # Everything is stored and closed. Python cannot stop these threads, and its shutdown
+        # can abort on one blocked in I/O (a daemon thread holding stdin's lock in input()):
+        # leave at once, with the clean exit this was.
+        log.warning("%d agent thread(s) still stuck in their calls: not waiting for them", stuck)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -39,7 +38,12 @@ from zmqmon.core.requests import (
     request_id_of,
 )
 from zmqmon.core.wire import dumps
-from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
+from zmqmon.core.workflow import (
+    AgentAllowList,
+    WorkflowDefinition,
+    parse_workflow,
+    workflow_digest,
+)
 from zmqmon.errors import (
     BadRequestError,
     ConflictError,
@@ -81,7 +85,14 @@ class ExecutionRunner(Protocol):
 
 
 class StateService:
-    """ROUTER in its own thread; every op of contract §4; malformed requests → ``bad_request``."""
+    """ROUTER in its own thread; every op of contract §4; malformed requests → ``bad_request``.
+
+    ``agents``: the modules definitions may name in ``uses`` (None: any). ``create_workflow`` and
+    ``execute`` refuse any other module with ``bad_request`` before anything is imported or
+    stored; the runner checks again as it resolves. ``max_agents``: agents per definition
+    (None: no cap). ``max_request_bytes``: the largest request frame read (ZeroMQ's
+    ``MAXMSGSIZE``; a bigger one drops its connection unanswered — its bytes are never read).
+    """
 
     def __init__(
         self,
@@ -91,13 +102,22 @@ class StateService:
         publisher: EventPublisher,
         runner: ExecutionRunner | None = None,
         context: zmq.Context[Any] | None = None,
+        agents: AgentAllowList | None = None,
+        max_agents: int | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         self.store = store
+        self.agents = agents
+        self.max_agents = max_agents
         self.publisher = publisher
         self.runner = runner
         self._context = context or zmq.Context.instance()
         sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 200)
+        if max_request_bytes is not None:
+            # ZeroMQ checks a message's size in its header, before allocating it: a bigger
+            # request is never read (the connection is dropped), so it costs no memory here.
+            sock.setsockopt(zmq.MAXMSGSIZE, max_request_bytes)
         # An unknown identity in a reply is dropped (the client went away), never an error.
         try:
             sock.bind(endpoint)
@@ -157,7 +177,9 @@ class StateService:
                 reply = self.handle_frames(frames)
                 if reply is not None:
                     sock.send_multipart(reply)
-            except Exception:
+            except BaseException:
+                # Nothing a request provokes may end this thread: a dead state service behind a
+                # live process answers no one (a real Ctrl-C goes to the main thread, not here).
                 log.exception("state service: could not answer a message")
 
     # -- messages -------------------------------------------------------------------------------
@@ -189,7 +211,7 @@ class StateService:
             result = self._ops[type(request)](request)
         except ServiceError as exc:
             return encode_error(exc.code, exc.message, rid)
-        except Exception as exc:
+        except BaseException as exc:  # even SystemExit from code an op ran: answer, go on
             log.exception("state service: %s failed", request.op)
             return encode_error(
                 "internal", f"{request.op} failed: {type(exc).__name__}: {exc}", rid
@@ -203,11 +225,14 @@ class StateService:
     def _ping(self, req: PingRequest) -> dict[str, Any]:
         return {"version": zmqmon.__version__}
 
-    def _snapshot(self, req: SnapshotRequest) -> dict[str, Any]:
-        state = self.store.state(req.execution_id)
-        if state is None:
+    def _snapshot(self, req: SnapshotRequest) -> bytes:
+        payload = self.store.state_payload(req.execution_id)
+        if payload is None:
             raise NotFoundError(f"no execution {req.execution_id!r}")
-        return {"execution": state.to_json_dict()}
+        # The stored state JSON is spliced in as it is (the reducer's wire form, written by the
+        # store): no parse and re-encode per agent row.
+        tail = b"" if req.id is None else b',"id":' + dumps(req.id)
+        return b'{"ok":true,"execution":' + payload + tail + b"}"
 
     def _events(self, req: EventsRequest) -> bytes:
         page = self.store.events_page(req.execution_id, req.after_seq, req.limit)
@@ -227,21 +252,35 @@ class StateService:
         tail = b"" if req.id is None else b',"id":' + dumps(req.id)
         return head + str(last_seq).encode() + tail + b"}"
 
-    def _executions(self, req: ExecutionsRequest) -> dict[str, Any]:
-        states = self.store.executions(
+    def _executions(self, req: ExecutionsRequest) -> bytes:
+        payloads = self.store.execution_payloads(
             status=req.status, workflow_id=req.workflow_id, limit=req.limit
         )
-        return {"executions": [s.to_json_dict() for s in states]}
+        # Spliced as stored, like snapshot: no parse and re-encode of every agent row.
+        tail = b"" if req.id is None else b',"id":' + dumps(req.id)
+        return b'{"ok":true,"executions":[' + b",".join(payloads) + b"]" + tail + b"}"
+
+    def _definition(self, source: Mapping[str, Any]) -> WorkflowDefinition:
+        """Parse a definition from a request and check its ``uses`` against :attr:`agents`."""
+        try:
+            definition = parse_workflow(source, max_agents=self.max_agents)
+            if self.agents is not None:
+                for spec in definition.agents:
+                    try:
+                        self.agents.check_uses(spec.uses)
+                    except WorkflowError as exc:
+                        raise WorkflowError(
+                            f"agent {spec.id!r}: uses {spec.uses!r}: {exc}"
+                        ) from exc
+        except WorkflowError as exc:
+            raise BadRequestError(str(exc)) from exc
+        return definition
 
     def _create_workflow(self, req: CreateWorkflowRequest) -> dict[str, Any]:
-        try:
-            definition = parse_workflow(req.workflow)
-        except WorkflowError as exc:
-            raise BadRequestError(str(exc)) from None
-        return {"workflowId": self.store.save_workflow(definition)}
+        return {"workflowId": self.store.save_workflow(self._definition(req.workflow))}
 
     def _workflows(self, req: WorkflowsRequest) -> dict[str, Any]:
-        return {"workflows": self.store.workflows()}
+        return {"workflows": self.store.workflows(req.limit)}
 
     def _execute(self, req: ExecuteRequest) -> dict[str, Any]:
         if self.runner is None:
@@ -252,18 +291,16 @@ class StateService:
                 raise NotFoundError(f"no workflow {req.workflow_id!r}")
             workflow_id = req.workflow_id
         else:
-            try:
-                definition = parse_workflow(req.workflow or {})
-            except WorkflowError as exc:
-                raise BadRequestError(str(exc)) from None
+            definition = self._definition(req.workflow or {})
             workflow_id = None  # stored once the runner accepted it
-        run_workflow_id = workflow_id or uuid.uuid4().hex
+        # Inline: the content digest, so running one definition again and again stores one row.
+        run_workflow_id = workflow_id or workflow_digest(definition)
         try:
             handle = self.runner.submit(
                 definition, workflow_id=run_workflow_id, inputs=req.inputs, user_id=req.user_id
             )
         except WorkflowError as exc:
-            raise BadRequestError(str(exc)) from None
+            raise BadRequestError(str(exc)) from exc
         if workflow_id is None:
             self.store.save_workflow(definition, run_workflow_id)
         return {"executionId": str(handle.id)}

@@ -28,13 +28,12 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from typing import Any
 
 from zmqmon.core.events import parse_event
 from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.core.wire import dumps, loads
-from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
+from zmqmon.core.workflow import WorkflowDefinition, parse_workflow, workflow_digest
 from zmqmon.errors import ProtocolError, StoreError
 
 __all__ = ["Store"]
@@ -391,13 +390,32 @@ class Store:
 
     def state(self, execution_id: str) -> ExecutionState | None:
         """An execution's state (the reducer applied to every stored event), or None."""
+        payload = self.state_payload(execution_id)
+        return None if payload is None else ExecutionState.model_validate(loads(payload))
+
+    def state_payload(self, execution_id: str) -> bytes | None:
+        """An execution's state as the stored JSON (what :meth:`state` parses), or None.
+
+        For replies: splicing it costs nothing per agent, where parsing and re-encoding a
+        20,000-agent state takes a good part of a second.
+        """
         rows = self._query("SELECT state FROM executions WHERE execution_id = ?", (execution_id,))
-        return ExecutionState.model_validate(loads(rows[0][0])) if rows else None
+        if not rows:
+            return None
+        value = rows[0][0]
+        return value if isinstance(value, bytes) else str(value).encode()
 
     def executions(
         self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
     ) -> list[ExecutionState]:
         """Execution states, newest first, optionally filtered by status and workflow."""
+        payloads = self.execution_payloads(status=status, workflow_id=workflow_id, limit=limit)
+        return [ExecutionState.model_validate(loads(p)) for p in payloads]
+
+    def execution_payloads(
+        self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
+    ) -> list[bytes]:
+        """As :meth:`executions`, the stored JSON of each state (for replies, unparsed)."""
         where, params = [], []
         if status is not None:
             where.append("status = ?")
@@ -409,14 +427,19 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._query(sql + " ORDER BY n DESC LIMIT ?", (*params, limit))
-        return [ExecutionState.model_validate(loads(r[0])) for r in rows]
+        return [r[0] if isinstance(r[0], bytes) else str(r[0]).encode() for r in rows]
 
     # -- workflows (written synchronously: rare, and the caller wants the id to be usable) -------
 
     def save_workflow(self, definition: WorkflowDefinition, workflow_id: str | None = None) -> str:
-        """Store a definition (replacing one with the same id); returns its id."""
+        """Store a definition (replacing one with the same id); returns its id.
+
+        Without an id, the id is the definition's content digest
+        (:func:`~zmqmon.core.workflow.workflow_digest`): the same definition stored again keeps
+        its one row (its place and ``createdAt``), however often it is created or run inline.
+        """
         definition = parse_workflow(definition)
-        workflow_id = workflow_id or uuid.uuid4().hex
+        workflow_id = workflow_id or workflow_digest(definition)
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with self._read_lock:
             if self._closed:
@@ -447,14 +470,15 @@ class Store:
         rows = self._query("SELECT definition FROM workflows WHERE workflow_id = ?", (workflow_id,))
         return parse_workflow(rows[0][0]) if rows else None
 
-    def workflows(self) -> list[dict[str, Any]]:
-        """Stored workflows, oldest first.
+    def workflows(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The ``limit`` newest stored workflows, newest first.
 
         Each: ``workflowId``, ``name``, ``description``, ``agentCount``, ``createdAt``.
         """
         rows = self._query(
             "SELECT workflow_id, name, description, agent_count, created_at FROM workflows "
-            "ORDER BY n"
+            "ORDER BY n DESC LIMIT ?",
+            (limit,),
         )
         return [
             {

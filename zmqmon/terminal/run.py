@@ -253,12 +253,13 @@ def _run_embedded(
             highlight=False,
         )
         console.file.flush()
-        seen = 0
+        seen = 0  # the last seq shown
 
         def fetch() -> list[Event]:
             nonlocal seen
-            new = handle.events[seen:]
-            seen += len(new)
+            new = handle.events_after(seen)  # only the new ones: polling stays cheap
+            if new:
+                seen = new[-1]["seq"]
             return [parse_event(e) for e in new]
 
         state, interrupted = _follow(

@@ -442,3 +442,94 @@ def test_close_cancels_what_runs(events: list[dict[str, Any]]) -> None:
     assert check_events(events).status == "cancelled"
     with pytest.raises(RuntimeError, match="closed"):
         engine.submit({"name": "X", "agents": [{"id": "a", "uses": "zmqmon.demo:work"}]})
+
+
+@pytest.mark.parametrize(
+    ("uses", "error_type"),
+    [
+        ("tests.services.executor.agents:exit_now", "SystemExit"),
+        ("tests.services.executor.agents:interrupt", "KeyboardInterrupt"),
+        ("tests.services.executor.agents:abort", "Abort"),
+        ("tests.services.executor.agents:exit_async", "SystemExit"),
+        ("tests.services.executor.agents:unprintable", "_Unprintable"),
+        ("sys:exit", "SystemExit"),
+    ],
+)
+def test_whatever_an_agent_raises_fails_it_and_the_engine_goes_on(
+    engine: WorkflowEngine, events: list[dict[str, Any]], uses: str, error_type: str
+) -> None:
+    handle = engine.submit({"name": "Bad", "agents": [{"id": "bad", "uses": uses}]})
+    assert handle.join(10) == "failed"
+    check_events(handle.events)
+    failed = next(e for e in handle.events if e["type"] == "agent:failed")
+    assert failed["data"]["errorType"] == error_type and failed["data"]["error"]
+    assert handle.events[-1]["type"] == "execution:failed"
+    assert handle.events[-1]["data"]["errorType"] == error_type
+    # The loop and the thread pool still serve: sync and async agents alike.
+    after = engine.submit(
+        {"name": "After", "agents": [
+            {"id": "s", "uses": "tests.services.executor.agents:echo"},
+            {"id": "a", "uses": "zmqmon.demo:work", "params": {"seconds": 0, "steps": 1}},
+        ]}
+    )  # fmt: skip
+    assert after.join(10) == "completed"
+
+
+@pytest.mark.parametrize("give_up", ["timeout", "cancel"])
+def test_stuck_sync_agents_given_up_on_do_not_starve_later_ones(
+    events: list[dict[str, Any]], give_up: str
+) -> None:
+    release = threading.Event()
+    inside = threading.Semaphore(0)
+
+    def stuck(ctx: AgentContext) -> None:  # ignores cancellation
+        inside.release()
+        release.wait(60)
+
+    engine = WorkflowEngine(EventEmitter(events.append), max_workers=2, progress_interval=0)
+    try:
+        timeout = 0.1 if give_up == "timeout" else None
+        runs = [
+            engine.submit(Workflow(f"S{i}", [Agent("s", stuck, timeout_seconds=timeout)]))
+            for i in range(2)
+        ]
+        for _ in runs:  # both slots taken by agents that will not return
+            assert inside.acquire(timeout=10)
+        if give_up == "cancel":
+            for run in runs:
+                run.cancel("stuck")
+        assert [run.join(10) for run in runs] == (
+            ["failed", "failed"] if give_up == "timeout" else ["cancelled", "cancelled"]
+        )
+        # Their threads still run, but no longer hold the two slots: later sync agents run.
+        later = engine.submit(Workflow("Later", [Agent("a", noop), Agent("b", noop)]))
+        assert later.join(10) == "completed"
+        assert engine.threads.abandoned == 2 and engine.threads.running == 0
+        n = len(events)
+    finally:
+        release.set()
+        engine.close()
+    wait_for(lambda: engine.threads.abandoned == 0)
+    assert len(events) == n  # what the stuck agents returned at last was dropped
+
+
+def test_a_bare_engine_keeps_the_last_events_and_an_exact_state(
+    events: list[dict[str, Any]],
+) -> None:
+    def chatty(ctx: AgentContext) -> None:
+        for i in range(1, 21):
+            ctx.progress(i * 5)
+
+    engine = WorkflowEngine(
+        EventEmitter(events.append), progress_interval=0, max_events_in_memory=4
+    )
+    try:
+        run = engine.submit(Workflow("Chatty", [Agent("c", chatty)]))
+        state = run.wait(10)
+    finally:
+        engine.close()
+    assert len(events) > 20
+    kept = run.events  # no store to read older ones from: the last four
+    assert kept == events[-4:] and run.events_after(len(events) - 2) == events[-2:]
+    assert state == check_events(events)  # the state is still that of every event
+    assert state.status == "completed" and state.agents[0].progress == 100

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from zmqmon.core.emitter import EventEmitter
+from zmqmon.core.workflow import AgentAllowList
 from zmqmon.errors import WorkflowError
 from zmqmon.services.executor import Agent, Workflow, WorkflowEngine, compile_workflow
 from zmqmon.services.executor.resolve import resolve_uses
@@ -136,3 +138,49 @@ def test_a_valid_plan_resolves_callables_and_kinds() -> None:
 def test_resolve_uses_rejects_paths_without_colon() -> None:
     with pytest.raises(WorkflowError, match="module:attr"):
         resolve_uses("zmqmon.demo.work")
+
+
+ALLOW = AgentAllowList.parse("tests.services.executor.agents")
+
+
+@pytest.mark.parametrize(
+    ("uses", "fault"),
+    [
+        ("sys:exit", "module 'sys' is not an agent module"),
+        ("venv.__main__:main", "module 'venv.__main__' is not an agent module"),
+        ("unittest.__main__:main", "module 'unittest.__main__' is not an agent module"),
+        ("zmqmon.demo_evil:work", "module 'zmqmon.demo_evil' is not an agent module"),
+        ("zmqmon:Executor", "module 'zmqmon' is not an agent module"),
+        ("tests.services.executor.import_marker:agent", "is not an agent module"),
+        ("zmqmon.demo:__builtins__", "dunder"),
+        ("zmqmon.demo:work.__globals__", "dunder"),
+        ("zmqmon.demo:asyncio.sleep", "leads into module 'asyncio'"),
+    ],
+)
+def test_the_allow_list_refuses_other_modules_before_importing_them(uses: str, fault: str) -> None:
+    definition = wf({"id": "ok", "uses": ECHO}, {"id": "a", "uses": uses})
+    with pytest.raises(WorkflowError, match=fault):
+        compile_workflow(definition, allow=ALLOW)
+    assert "tests.services.executor.import_marker" not in sys.modules
+    assert "venv.__main__" not in sys.modules and "unittest.__main__" not in sys.modules
+
+
+def test_the_allow_list_takes_listed_modules_their_submodules_and_the_demo() -> None:
+    plan = compile_workflow(
+        wf(
+            {"id": "a", "uses": ECHO},
+            {"id": "b", "uses": "zmqmon.demo:work"},
+            {"id": "c", "uses": "tests.services.executor.import_marker:agent"},
+        ),
+        allow=AgentAllowList.parse("tests.services.executor.agents,tests.services"),
+    )
+    assert plan.order == ["a", "b", "c"]
+    # Callables handed in from Python are the caller's own: never checked against the list.
+    compile_workflow(Workflow("W", [Agent("a", lambda ctx: 1)]), allow=AgentAllowList())
+
+
+def test_a_module_that_exits_on_import_refuses_the_workflow_only() -> None:
+    with pytest.raises(WorkflowError, match="SystemExit: this module exits on import") as info:
+        compile_workflow(wf({"id": "a", "uses": "tests.services.executor.exits_on_import:x"}))
+    assert isinstance(info.value.__cause__, WorkflowError)
+    assert isinstance(info.value.__cause__.__cause__, SystemExit)

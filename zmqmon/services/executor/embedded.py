@@ -30,7 +30,8 @@ class Executor:
 
     ``events``/``state``: endpoints to bind (port 0 = a free one); ``db``: SQLite file (None: a
     temporary file, removed on :meth:`close`). ``max_workers`` threads run sync agents;
-    ``progress_interval`` coalesces progress events (seconds; 0 = every call).
+    ``progress_interval`` coalesces progress events (seconds; 0 = every call). Agents may come from
+    any importable module, through :meth:`submit` and through its state port alike.
     """
 
     def __init__(
@@ -43,6 +44,7 @@ class Executor:
         progress_interval: float = 0.05,
         heartbeat_interval: float = 0.5,
     ) -> None:
+        from zmqmon.core.workflow import AgentAllowList
         from zmqmon.services.server import Server  # the service layer composes the shells
 
         self.server = Server(
@@ -52,6 +54,9 @@ class Executor:
             heartbeat_interval=heartbeat_interval,
             max_workers=max_workers,
             progress_interval=progress_interval,
+            # The user's own process: any module, as ``import`` in their code would. (Its state
+            # port is loopback; `zmqmon serve` is where the allow-list matters.)
+            agents=AgentAllowList.ANY,
         ).start()
         if self.server.engine is None:  # pragma: no cover - only if the engine failed to import
             self.server.stop()

@@ -1,7 +1,10 @@
 """WorkflowEngine: runs workflows on an asyncio loop in a background thread, emitting events.
 
 Each execution is a scheduler coroutine on the engine's loop. Agents whose dependencies are done
-run concurrently: async agents as tasks on the loop, sync agents in a thread pool. Each agent,
+run concurrently: async agents as tasks on the loop, sync agents on daemon threads
+(:class:`~zmqmon.services.executor.threads.AgentThreads`: at most ``max_workers`` at once, and one
+the engine gave up on — timed out, cancelled — frees its slot and cannot keep the process from
+exiting). Each agent,
 when it ends, puts its outcome on the execution's queue; the scheduler starts the agents that became
 ready (O(1) per agent: no ``asyncio.wait`` over every running task).
 
@@ -14,22 +17,26 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from zmqmon.core.emitter import EventEmitter
+from zmqmon.core.workflow import AgentAllowList
 from zmqmon.errors import WorkflowError
 from zmqmon.services.executor.context import AgentContext
-from zmqmon.services.executor.handle import ExecutionHandle, RunRecord
+from zmqmon.services.executor.handle import EventHistory, ExecutionHandle, RunRecord
 from zmqmon.services.executor.progress import ProgressCoalescer
 from zmqmon.services.executor.resolve import Plan, WorkflowLike, compile_workflow
 from zmqmon.services.executor.results import fit, to_json_safe
+from zmqmon.services.executor.threads import AgentThreads
 
 __all__ = ["WorkflowEngine"]
+
+log = logging.getLogger(__name__)
 
 #: how long cancelled async agents get to unwind before the terminal event goes out anyway
 CANCEL_GRACE: Final = 2.0
@@ -38,6 +45,14 @@ _CANCEL: Final = object()
 
 def _ms(seconds: float) -> int:
     return max(0, round(seconds * 1000))
+
+
+def _describe(exc: BaseException) -> str:
+    """The message of what an agent raised; an exception whose ``str`` raises is still named."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return f"{type(exc).__name__} (its message could not be read)"
 
 
 class _Run:
@@ -81,13 +96,16 @@ class _Run:
             workflow_name=plan.definition.name,
             cancel=lambda reason: engine.cancel(execution_id, reason),
             endpoints=engine.endpoints,
+            max_events=engine.max_events_in_memory,
+            history=engine.history,
+            lock=self.lock,
         )
 
     # -- emitting ----------------------------------------------------------------------------------
 
     def _emit_locked(self, event_type: str, data: dict[str, Any]) -> None:
         event = self.engine.emitter.emit(event_type, self.execution_id, self.workflow_id, data)
-        self.record.events.append(event)
+        self.record.add(event)
 
     def emit(self, event_type: str, data: dict[str, Any]) -> bool:
         with self.lock:
@@ -204,18 +222,31 @@ class _Run:
         clock = self.engine.clock
         t0 = clock()
         timeout = spec.timeout_seconds
+        failure: BaseException | None = None
         try:
             async with asyncio.timeout(timeout) as scope:
                 if self.plan.is_async[agent_id]:
                     result = await fn(ctx)
                 else:
-                    result = await self.engine.loop.run_in_executor(self.engine.pool, fn, ctx)
+                    outcome = await self.engine.threads.call(
+                        fn, ctx, label=f"agent {agent_id!r} of execution {self.execution_id}"
+                    )
+                    if not outcome.ok:
+                        raise outcome.value  # here, so that it is this agent's failure
+                    result = outcome.value
                 if inspect.isawaitable(result):  # a sync callable that returned a coroutine
                     result = await result
-        except asyncio.CancelledError:
-            ctx._cancel()
-            raise
-        except Exception as exc:
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                ctx._cancel()
+                raise  # the scheduler is stopping this agent
+            failure = exc  # raised by the agent itself: a failure like any other
+        except BaseException as exc:
+            # Exception, SystemExit, KeyboardInterrupt, any BaseException: it fails this agent and
+            # goes no further. Let through, it would stop the engine's loop and every execution.
+            failure = exc
+        if failure is not None:
             ctx._cancel()
             if scope.expired():
                 error, error_type = (
@@ -223,7 +254,7 @@ class _Run:
                     ("AgentTimeoutError"),
                 )
             else:
-                error, error_type = str(exc) or type(exc).__name__, type(exc).__name__
+                error, error_type = _describe(failure), type(failure).__name__
             with self.lock:
                 self.finished_agents.add(agent_id)
                 if not self.closed:
@@ -342,9 +373,14 @@ class _Run:
 class WorkflowEngine:
     """Runs workflows and emits their events through ``emitter``.
 
-    ``max_workers`` threads run sync agents; ``progress_interval`` is the coalescing interval of
-    ``agent:progress`` and ``execution:progress`` (seconds; 0 = every call). Safe to use from any
-    thread. ``endpoints`` (set by whoever publishes the events) is handed to each handle.
+    At most ``max_workers`` sync agents run at once (agents given up on not counted);
+    ``progress_interval`` is the coalescing interval of
+    ``agent:progress`` and ``execution:progress`` (seconds; 0 = every call). ``agents``: the
+    modules a definition's ``uses`` may import (None: any — the engine in the user's own process;
+    a service passes its ``--agents`` list). Each execution keeps its last
+    ``max_events_in_memory`` events in memory; ``history`` (the service's store) reads older ones
+    back for its handle. Safe to use from any thread. ``endpoints`` (set by whoever publishes the
+    events) is handed to each handle.
     """
 
     def __init__(
@@ -354,14 +390,22 @@ class WorkflowEngine:
         max_workers: int = 8,
         progress_interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
+        agents: AgentAllowList | None = None,
+        max_events_in_memory: int = 1000,
+        history: EventHistory | None = None,
     ) -> None:
         if progress_interval < 0:
             raise ValueError("progress_interval must be >= 0")
+        if max_events_in_memory < 1:
+            raise ValueError("max_events_in_memory must be >= 1")
         self.emitter = emitter
+        self.agents = agents
+        self.max_events_in_memory = max_events_in_memory
+        self.history = history
         self.progress_interval = progress_interval
         self.clock = clock
         self.endpoints: dict[str, str] | None = None
-        self.pool = ThreadPoolExecutor(max_workers, thread_name_prefix="zmqmon-agent")
+        self.threads = AgentThreads(max_workers)
         self.loop = asyncio.new_event_loop()
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
@@ -371,7 +415,15 @@ class WorkflowEngine:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        while True:
+            try:
+                self.loop.run_forever()
+            except BaseException:
+                # Agents' BaseExceptions are caught where they run; this is the last line, so that
+                # nothing that escapes one callback stops every execution (the loop goes on).
+                log.exception("workflow engine: the event loop stopped on an error; restarting it")
+                continue
+            return  # stopped by close()
 
     def submit(
         self,
@@ -388,7 +440,7 @@ class WorkflowEngine:
         emitted — if the workflow is invalid (see :mod:`zmqmon.services.executor.resolve`).
         ``execution:started`` has been emitted when this returns.
         """
-        plan = compile_workflow(workflow)
+        plan = compile_workflow(workflow, allow=self.agents)
         if inputs is not None and not isinstance(inputs, Mapping):
             raise WorkflowError(f"inputs must be an object, got {type(inputs).__name__}")
         run = _Run(
@@ -426,8 +478,8 @@ class WorkflowEngine:
 
     def close(self, timeout: float = 5.0) -> None:
         """Cancel what still runs (reason ``executor closed``), wait for the terminal events,
-        stop the loop. Sync agents that ignore cancellation are abandoned (their threads are
-        daemon-like: the pool is shut down without waiting)."""
+        stop the loop. Sync agents that ignore cancellation are abandoned: their daemon threads
+        run on until their calls return, and nothing they report is emitted."""
         with self._lock:
             if self._closed:
                 return
@@ -442,7 +494,7 @@ class WorkflowEngine:
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self.loop.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.threads.close()
 
     def __enter__(self) -> WorkflowEngine:
         return self

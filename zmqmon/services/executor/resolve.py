@@ -4,9 +4,13 @@ Checks, in order, each raising :class:`~zmqmon.errors.WorkflowError` that names 
 
 1. the definition itself (shape, types — ``params`` must be an object —, duplicate ids, unknown
    ``dependsOn``, cycles): :func:`zmqmon.core.workflow.parse_workflow`;
-2. every ``uses`` resolves to a callable (``module:attr.attr``), naming the agent and the path;
-3. the callable accepts one positional argument (the :class:`AgentContext`);
-4. if the callable declares ``params_model`` (a pydantic model class), the agent's params validate
+2. every ``uses`` names a module the service may import agents from
+   (:class:`~zmqmon.core.workflow.AgentAllowList`) — all of them checked before the first import;
+3. every ``uses`` resolves to a callable (``module:attr.attr``), naming the agent and the path.
+   Whatever importing the module raises — ``SystemExit`` from a ``__main__`` module included —
+   refuses the workflow; it never reaches the caller's thread as anything but a WorkflowError;
+4. the callable accepts one positional argument (the :class:`AgentContext`);
+5. if the callable declares ``params_model`` (a pydantic model class), the agent's params validate
    against it — e.g. ``zmqmon.demo:work`` refuses ``{"seconds": "soon"}``.
 """
 
@@ -14,14 +18,21 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from zmqmon.core.events import validation_message
-from zmqmon.core.workflow import WorkflowDefinition, parse_workflow, topological_order
+from zmqmon.core.workflow import (
+    AgentAllowList,
+    WorkflowDefinition,
+    parse_workflow,
+    topological_order,
+)
 from zmqmon.errors import WorkflowError
 from zmqmon.services.executor.api import Workflow
 
@@ -40,22 +51,41 @@ class Plan:
     is_async: dict[str, bool]
 
 
-def resolve_uses(path: str) -> Callable[..., Any]:
-    """Import ``module:attr.attr`` and return the callable. Raises :class:`WorkflowError`."""
+def resolve_uses(path: str, allow: AgentAllowList | None = None) -> Callable[..., Any]:
+    """Import ``module:attr.attr`` and return the callable. Raises :class:`WorkflowError`.
+
+    With ``allow``, a module outside it is refused before it is imported, and the attribute path
+    may not step into a module outside it either.
+    """
     module_name, sep, attr_path = path.partition(":")
     if not sep or not module_name or not attr_path:
         raise WorkflowError(f"{path!r} is not an import path of the form module:attr")
+    if allow is not None:
+        allow.check_uses(path)
     try:
         obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or the module itself raising on import
+    except BaseException as exc:
+        # ImportError, or the module itself raising on import — SystemExit from a __main__ module,
+        # say — refuses the workflow instead of ending the thread that asked. Only a real Ctrl-C
+        # (delivered to the main thread) still interrupts.
+        if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is (
+            threading.main_thread()
+        ):
+            raise
         raise WorkflowError(
             f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
-        ) from None
+        ) from exc
     for part in attr_path.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             raise WorkflowError(f"module {module_name!r} has no attribute {attr_path!r}") from None
+        if (
+            allow is not None
+            and isinstance(obj, ModuleType)
+            and not allow.allows_module(obj.__name__)
+        ):
+            raise WorkflowError(f"{path!r} leads into module {obj.__name__!r}, not an agent module")
     if not callable(obj):
         raise WorkflowError(f"{path!r} is a {type(obj).__name__}, not a callable")
     return obj  # type: ignore[no-any-return]
@@ -111,22 +141,31 @@ def _check_params(agent_id: str, fn: Callable[..., Any], params: Mapping[str, An
             ) from None
 
 
-def compile_workflow(workflow: WorkflowLike) -> Plan:
+def compile_workflow(workflow: WorkflowLike, *, allow: AgentAllowList | None = None) -> Plan:
     """Validate ``workflow`` completely and resolve its agents; nothing runs.
 
+    ``allow``: the modules agents may come from (None: any). Callables handed in with a Python
+    :class:`Workflow` are the caller's own objects and are not checked against it.
     Raises :class:`WorkflowError` naming the fault (see the module docstring).
     """
     definition = as_definition(workflow)
     given = workflow.callables() if isinstance(workflow, Workflow) else {}
+    if allow is not None:
+        for spec in definition.agents:  # every path checked before the first import
+            if spec.id not in given:
+                try:
+                    allow.check_uses(spec.uses)
+                except WorkflowError as exc:
+                    raise WorkflowError(f"agent {spec.id!r}: uses {spec.uses!r}: {exc}") from exc
     functions: dict[str, Callable[..., Any]] = {}
     checked: set[int] = set()  # one signature check per callable, however many agents use it
     for spec in definition.agents:
         fn = given.get(spec.id)
         if fn is None:
             try:
-                fn = resolve_uses(spec.uses)
+                fn = resolve_uses(spec.uses, allow)
             except WorkflowError as exc:
-                raise WorkflowError(f"agent {spec.id!r}: uses {spec.uses!r}: {exc}") from None
+                raise WorkflowError(f"agent {spec.id!r}: uses {spec.uses!r}: {exc}") from exc
         if id(fn) not in checked:
             _check_signature(spec.id, spec.uses, fn)
             checked.add(id(fn))
