@@ -11,7 +11,6 @@ and so do ``serve --agents`` (``ZMQMON_AGENTS``) and the service's limits (``--m
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -137,11 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge
 
-        # The bridge's Authenticator reads audience and issuer from their variables when not
-        # handed them, so the flags reach it that way (run_bridge does not take them yet).
-        for name in ("jwt_audience", "jwt_issuer"):
-            if getattr(args, name) is not None:
-                os.environ[ENV[name]] = getattr(args, name)
         return run_bridge(
             events=from_env("events", args.events) or "",
             state=from_env("state", args.state) or "",
@@ -150,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # keep_empty: an empty secret or key given explicitly is refused, not "auth off"
             jwt_secret=from_env("jwt_secret", args.jwt_secret, keep_empty=True),
             jwt_public_key=from_env("jwt_public_key", args.jwt_public_key, keep_empty=True),
+            jwt_audience=from_env("jwt_audience", args.jwt_audience, keep_empty=True),
+            jwt_issuer=from_env("jwt_issuer", args.jwt_issuer, keep_empty=True),
         )
     if cmd == "run":
         from zmqmon.terminal.run import run_file

@@ -18,7 +18,6 @@ every token that has one) and ``iss`` is not looked at.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -34,22 +33,15 @@ from zmqmon_bridge.protocol import Principal
 if TYPE_CHECKING:
     from jwt.types import Options
 
-__all__ = ["ANONYMOUS", "AUDIENCE_ENV", "ISSUER_ENV", "Authenticator", "token_from_request"]
+__all__ = ["ANONYMOUS", "Authenticator", "token_from_request"]
 
 #: the principal of every connection when no key is configured
 ANONYMOUS = Principal(user=None, admin=True)
 
-#: where ``audience`` and ``issuer`` come from when not given (``zmqmon bridge --jwt-audience``)
-AUDIENCE_ENV: Final = "ZMQMON_JWT_AUDIENCE"
-ISSUER_ENV: Final = "ZMQMON_JWT_ISSUER"
-
-_FROM_ENV: Final[Any] = object()
 _FAR_FUTURE: Final = 253_402_300_799  # 9999-12-31: an ``exp`` past it is as good as never
 
 
-def _setting(value: Any, env: str, what: str) -> str | None:
-    if value is _FROM_ENV:
-        value = os.environ.get(env)
+def _setting(value: Any, what: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -100,11 +92,12 @@ class Authenticator:
         secret: str | None = None,
         public_key: str | None = None,
         *,
-        audience: str | None = _FROM_ENV,
-        issuer: str | None = _FROM_ENV,
+        audience: str | None = None,
+        issuer: str | None = None,
     ) -> None:
-        """``public_key`` is PEM text or the path of a PEM file. ``audience``/``issuer``, when
-        not given, come from :data:`AUDIENCE_ENV`/:data:`ISSUER_ENV` (unset: not checked).
+        """``public_key`` is PEM text or the path of a PEM file. ``audience``/``issuer``: the
+        ``aud``/``iss`` a token must carry (None: not checked; ``zmqmon bridge`` reads them from
+        ``--jwt-audience``/``--jwt-issuer`` or their environment variables).
 
         Raises :class:`~zmqmon.errors.ConfigError` for an empty secret, both a secret and a key,
         an unreadable or invalid key, an empty audience or issuer, or either without a key.
@@ -122,8 +115,8 @@ class Authenticator:
             self._key, self._algorithms = secret, ["HS256"]
         elif public_key is not None:
             self._key, self._algorithms = _load_public_key(public_key)
-        self._audience = _setting(audience, AUDIENCE_ENV, "audience")
-        self._issuer = _setting(issuer, ISSUER_ENV, "issuer")
+        self._audience = _setting(audience, "audience")
+        self._issuer = _setting(issuer, "issuer")
         if (self._audience or self._issuer) and self._key is None:
             raise ConfigError("a JWT audience or issuer needs a JWT secret or public key")
         required = ["sub"]

@@ -118,6 +118,8 @@ class Bridge:
         *,
         jwt_secret: str | None = None,
         jwt_public_key: str | None = None,
+        jwt_audience: str | None = None,
+        jwt_issuer: str | None = None,
         limits: Limits | None = None,
     ) -> None:
         self.events = events
@@ -125,7 +127,9 @@ class Bridge:
         self.host = host
         self.port = port
         self.limits = limits or Limits()
-        self.auth = Authenticator(jwt_secret, jwt_public_key)
+        self.auth = Authenticator(
+            jwt_secret, jwt_public_key, audience=jwt_audience, issuer=jwt_issuer
+        )
         self.hub: Hub
         self.routes: HttpRoutes
         self._server: Server | None = None
@@ -300,6 +304,8 @@ def run_bridge(
     port: int,
     jwt_secret: str | None,
     jwt_public_key: str | None,
+    jwt_audience: str | None = None,
+    jwt_issuer: str | None = None,
 ) -> int:
     """``zmqmon bridge``: serve until SIGINT/SIGTERM; line 1 of stdout is the endpoints JSON."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -311,6 +317,8 @@ def run_bridge(
             port,
             jwt_secret=jwt_secret,
             jwt_public_key=jwt_public_key,
+            jwt_audience=jwt_audience,
+            jwt_issuer=jwt_issuer,
             limits=Limits.from_env(),
         )
     except (OSError, ValueError) as exc:
