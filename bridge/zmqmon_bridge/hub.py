@@ -312,10 +312,12 @@ class Hub:
         try:
             if isinstance(request, FetchEvents):
                 items, last = await self.client.call(
-                    calls.events_raw(request.execution_id, request.after_seq, request.limit)
+                    calls.events_raw(
+                        request.execution_id, request.after_seq, request.limit, fresh=False
+                    )
                 )
                 return EventsPage(self._stored(request.execution_id, items), last)
-            state = await self.client.snapshot(request.execution_id)
+            state = await self.client.call(calls.snapshot(request.execution_id, fresh=False))
             self.learn_owner(state.execution_id, state.user_id)
             return state
         except ZmqmonError as exc:

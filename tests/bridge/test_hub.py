@@ -62,6 +62,9 @@ class FakeClient:
         return self._state(execution_id)
 
     async def call(self, call: Call[Any]) -> Any:
+        if call.op == "snapshot":
+            state = await self.snapshot(call.fields["executionId"])
+            return call.result(encode_ok(1, execution=state.to_json_dict()))
         self.calls += 1
         fields = call.fields
         eid, after, limit = fields["executionId"], fields["afterSeq"], fields["limit"]
@@ -289,7 +292,7 @@ class SlowClient(FakeClient):
         self.gate = asyncio.Event()
 
     async def call(self, call: Call[Any]) -> Any:
-        if call.fields["executionId"] == self.slow:
+        if call.op == "events" and call.fields["executionId"] == self.slow:
             await self.gate.wait()
         return await super().call(call)
 

@@ -74,9 +74,18 @@ def ping() -> Call[str]:
     return Call("ping", {}, lambda r: str(r["version"]))
 
 
-def snapshot(execution_id: str) -> Call[ExecutionState]:
-    """``snapshot`` → the execution's state."""
-    return Call("snapshot", {"executionId": execution_id}, lambda r: _state(r["execution"]))
+def _fresh(fresh: bool) -> bool | None:
+    return None if fresh else False  # the default is left off the wire
+
+
+def snapshot(execution_id: str, *, fresh: bool = True) -> Call[ExecutionState]:
+    """``snapshot`` → the execution's state. ``fresh=False``: what is committed, at once (for
+    a repair: it goes on from there)."""
+    return Call(
+        "snapshot",
+        {"executionId": execution_id, "fresh": _fresh(fresh)},
+        lambda r: _state(r["execution"]),
+    )
 
 
 def _events(reply: dict[str, Any]) -> tuple[list[Event], int]:
@@ -84,12 +93,18 @@ def _events(reply: dict[str, Any]) -> tuple[list[Event], int]:
 
 
 def events(
-    execution_id: str, after_seq: int = 0, limit: int = 1000
+    execution_id: str, after_seq: int = 0, limit: int = 1000, *, fresh: bool = True
 ) -> Call[tuple[list[Event], int]]:
-    """``events`` → (events with seq > ``after_seq``, the execution's ``lastSeq``)."""
+    """``events`` → (events with seq > ``after_seq``, the execution's ``lastSeq``).
+    ``fresh=False``: what is committed, at once (for a repair, which asks again for more)."""
     return Call(
         "events",
-        {"executionId": execution_id, "afterSeq": after_seq, "limit": limit},
+        {
+            "executionId": execution_id,
+            "afterSeq": after_seq,
+            "limit": limit,
+            "fresh": _fresh(fresh),
+        },
         _events,
     )
 
@@ -102,13 +117,18 @@ def _events_raw(reply: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
 
 
 def events_raw(
-    execution_id: str, after_seq: int = 0, limit: int = 1000
+    execution_id: str, after_seq: int = 0, limit: int = 1000, *, fresh: bool = True
 ) -> Call[tuple[list[dict[str, Any]], int]]:
     """``events`` as wire dicts, not validated (for a relay that validates what it relays and
     keeps the bytes): (events with seq > ``after_seq``, the execution's ``lastSeq``)."""
     return Call(
         "events",
-        {"executionId": execution_id, "afterSeq": after_seq, "limit": limit},
+        {
+            "executionId": execution_id,
+            "afterSeq": after_seq,
+            "limit": limit,
+            "fresh": _fresh(fresh),
+        },
         _events_raw,
     )
 

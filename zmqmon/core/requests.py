@@ -74,6 +74,8 @@ class SnapshotRequest(_Req):
 
     op: Literal["snapshot"]
     execution_id: Annotated[str, Field(min_length=1)]
+    #: False: answer from what is committed at once (a repair asks again if it needs more)
+    fresh: bool = True
 
 
 class EventsRequest(_Req):
@@ -83,6 +85,8 @@ class EventsRequest(_Req):
     execution_id: Annotated[str, Field(min_length=1)]
     after_seq: Annotated[int, Field(ge=0, le=MAX_SEQ)] = 0
     limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    #: False: answer from what is committed at once (a repair asks again if it needs more)
+    fresh: bool = True
 
 
 class ExecutionsRequest(_Req):

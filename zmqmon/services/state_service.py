@@ -226,7 +226,7 @@ class StateService:
         return {"version": zmqmon.__version__}
 
     def _snapshot(self, req: SnapshotRequest) -> bytes:
-        payload = self.store.state_payload(req.execution_id)
+        payload = self.store.state_payload(req.execution_id, wait=req.fresh)
         if payload is None:
             raise NotFoundError(f"no execution {req.execution_id!r}")
         # The stored state JSON is spliced in as it is (the reducer's wire form, written by the
@@ -235,7 +235,7 @@ class StateService:
         return b'{"ok":true,"execution":' + payload + tail + b"}"
 
     def _events(self, req: EventsRequest) -> bytes:
-        page = self.store.events_page(req.execution_id, req.after_seq, req.limit)
+        page = self.store.events_page(req.execution_id, req.after_seq, req.limit, wait=req.fresh)
         if page is None:
             raise NotFoundError(f"no execution {req.execution_id!r}")
         payloads, last_seq = page

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 
+from zmqmon.core import calls
+from zmqmon.core.calls import Call
 from zmqmon.core.delivery import (
     NOT_FOUND,
     EventsPage,
@@ -18,6 +20,7 @@ from zmqmon.core.delivery import (
     Request,
     Unavailable,
 )
+from zmqmon.core.events import Event
 from zmqmon.errors import NotFoundError, ZmqmonError
 from zmqmon.shells.client import AsyncStateClient, StateClient
 
@@ -27,6 +30,20 @@ log = logging.getLogger("zmqmon.subscriber")
 
 #: the answer to every request when no state service is configured
 NO_SERVICE: Unavailable = Unavailable("no state service", permanent=True)
+
+
+def _page(reply: tuple[list[Event], int]) -> EventsPage:
+    return EventsPage(*reply)
+
+
+def _call(request: Request) -> Call[Reply]:
+    """The state-service call a repair request is. Never ``fresh``: the core asks again for
+    what is not stored yet, and a read must not wait behind a burst's newest events."""
+    if isinstance(request, FetchEvents):
+        page = calls.events(request.execution_id, request.after_seq, request.limit, fresh=False)
+        return Call(page.op, page.fields, lambda r: _page(page.read(r)))
+    snap = calls.snapshot(request.execution_id, fresh=False)
+    return Call(snap.op, snap.fields, snap.read)
 
 
 def failure(request: Request, exc: ZmqmonError) -> Reply:
@@ -42,10 +59,7 @@ def answer(client: StateClient | None, request: Request) -> Reply:
     if client is None:
         return NO_SERVICE
     try:
-        if isinstance(request, FetchEvents):
-            events, last = client.events(request.execution_id, request.after_seq, request.limit)
-            return EventsPage(events, last)
-        return client.snapshot(request.execution_id)
+        return client.call(_call(request))
     except ZmqmonError as exc:
         return failure(request, exc)
 
@@ -55,11 +69,6 @@ async def answer_async(client: AsyncStateClient | None, request: Request) -> Rep
     if client is None:
         return NO_SERVICE
     try:
-        if isinstance(request, FetchEvents):
-            events, last = await client.events(
-                request.execution_id, request.after_seq, request.limit
-            )
-            return EventsPage(events, last)
-        return await client.snapshot(request.execution_id)
+        return await client.call(_call(request))
     except ZmqmonError as exc:
         return failure(request, exc)

@@ -320,9 +320,10 @@ class Store:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    def _query(self, sql: str, params: tuple[Any, ...] = (), *, wait: bool = True) -> list[Any]:
         # Bounded: a busy (or wedged) writer delays a read by read_wait at most.
-        self.flush(timeout=self.read_wait, strict=False)
+        if wait:
+            self.flush(timeout=self.read_wait, strict=False)
         with self._read_lock:
             if self._closed:
                 raise StoreError("store is closed")
@@ -342,18 +343,19 @@ class Store:
         return [bytes(r[0]) for r in rows]
 
     def events_page(
-        self, execution_id: str, after_seq: int = 0, limit: int = 1000
+        self, execution_id: str, after_seq: int = 0, limit: int = 1000, *, wait: bool = True
     ) -> tuple[list[bytes], int] | None:
         """The payloads after ``after_seq`` (at most ``limit``) and the execution's lastSeq, or
         None if the execution is unknown.
 
-        Like every read it first waits for the writer (``read_wait`` at most) — except when a
-        whole page after ``after_seq`` is committed already: a subscriber paging through a
-        backlog during a burst then reads it at once, instead of waiting behind the burst's
-        newest events each time (the lastSeq it gets says how far the file goes).
+        Like every read it first waits for the writer (``read_wait`` at most) — unless
+        ``wait=False`` (a repair, which asks again for what is not there yet), or a whole page
+        after ``after_seq`` is committed already: a subscriber paging through a backlog during
+        a burst reads it at once instead of waiting behind the burst's newest events each time
+        (the lastSeq it gets says how far the file goes).
         """
         committed = self._states.get(execution_id)  # the writer's view after its last commit
-        if committed is None or committed.last_seq < after_seq + limit:
+        if wait and (committed is None or committed.last_seq < after_seq + limit):
             self.flush(timeout=self.read_wait, strict=False)
         with self._read_lock:
             if self._closed:
@@ -393,13 +395,16 @@ class Store:
         payload = self.state_payload(execution_id)
         return None if payload is None else ExecutionState.model_validate(loads(payload))
 
-    def state_payload(self, execution_id: str) -> bytes | None:
+    def state_payload(self, execution_id: str, *, wait: bool = True) -> bytes | None:
         """An execution's state as the stored JSON (what :meth:`state` parses), or None.
 
         For replies: splicing it costs nothing per agent, where parsing and re-encoding a
-        20,000-agent state takes a good part of a second.
+        20,000-agent state takes a good part of a second. ``wait=False``: what is committed,
+        without waiting for the writer.
         """
-        rows = self._query("SELECT state FROM executions WHERE execution_id = ?", (execution_id,))
+        rows = self._query(
+            "SELECT state FROM executions WHERE execution_id = ?", (execution_id,), wait=wait
+        )
         if not rows:
             return None
         value = rows[0][0]
