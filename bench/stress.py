@@ -127,8 +127,9 @@ def _service_main(db: str) -> int:
     ``agent:progress`` per execution), ``burst SECONDS RATE`` (answered when the burst is over,
     with its report), ``quit``.
     """
-    from zmqmon.services.server import Server
+    from zmqmon.services.server import SWITCH_INTERVAL, Server
 
+    sys.setswitchinterval(SWITCH_INTERVAL)  # as `zmqmon serve` runs
     server = Server(events="tcp://127.0.0.1:0", state="tcp://127.0.0.1:0", db=db).start()
     out = threading.Lock()
 

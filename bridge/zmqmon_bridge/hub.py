@@ -138,7 +138,7 @@ class Hub:
                 snapshot_joins=mode == "state",  # state clients get a snapshot, log ones events
                 join_history=join_history,
                 max_buffer=lane_buffer,
-                page_size=500,
+                page_size=1000,
                 max_lag=max_lag,
                 repair_timeout=repair_timeout,
             )
@@ -264,9 +264,12 @@ class Hub:
                 lane.on_heartbeat(msg, now)
             return
         self.counters.events_in += 1
-        for mode, lane in lanes.items():
-            if lane.on_event(msg) and lane.ready:
-                self._release(mode)
+        if lanes["log"].on_event(msg) and lanes["log"].ready:
+            self._release("log")
+        state = lanes["state"]
+        # (how late it comes: past max_staleness, a state-mode execution gets a snapshot)
+        if state.on_event(msg, time.time() - msg.published, time.monotonic()) and state.ready:
+            self._release("state")
 
     def on_batch(self, now: float) -> None:
         """The upstream reader finished a batch: the publisher lives; serve what it asked."""

@@ -13,7 +13,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from zmqmon.core.events import TERMINAL_TYPES, Event, ExecutionStarted, parse_event
+from zmqmon.core.events import (
+    TERMINAL_TYPES,
+    Event,
+    ExecutionStarted,
+    parse_event,
+    parse_timestamp,
+)
 from zmqmon.core.state import ExecutionState
 from zmqmon.core.wire import Heartbeat, decode_message, dumps
 from zmqmon_bridge.protocol import text_frame
@@ -32,6 +38,7 @@ class Relayed:
     type: str
     is_terminal: bool
     frame: bytes
+    published: float = 0.0  # its timestamp, as epoch seconds (how late it comes, in state mode)
     started: bool = False
     user_id: str | None = None
 
@@ -46,6 +53,7 @@ class Relayed:
             event.type,
             event.type in TERMINAL_TYPES,
             text_frame(payload),
+            parse_timestamp(event.timestamp),
             started,
             event.data.user_id if isinstance(event, ExecutionStarted) else None,
         )

@@ -325,3 +325,25 @@ def test_subscribe_snapshot_unavailable_is_asked_again() -> None:
     assert again == FetchSnapshot("e1")
     core.on_reply(again, state_of(events[:2]), 1.0)
     assert drain(core) == [3]
+
+
+def test_state_mode_events_that_come_late_are_replaced_by_a_snapshot_once_per_interval() -> None:
+    events = make_events(n=60)
+    core = CloneCore[Event](mode="state", max_staleness=1.0)
+    subscribe(core, "e1")
+    core.on_event(events[0], age=0.1, now=10.0)
+    assert core.poll(10.0) == []  # fresh: nothing to do
+    core.on_event(events[1], age=2.5, now=10.1)  # 2.5 s late: the consumer is behind
+    (req,) = core.poll(10.1)
+    assert req == FetchSnapshot("e1")
+    assert core.needs_live("e1") is False  # what comes until the snapshot is skipped
+    core.on_reply(req, state_of(events[:40]), 10.2)
+    core.on_event(events[40], age=2.0, now=10.3)  # still late, but a snapshot was just taken
+    assert core.poll(10.3) == []
+    core.on_event(events[41], age=2.0, now=11.2)  # a second later: another one
+    assert core.poll(11.2) == [FetchSnapshot("e1")]
+    assert core.stats.resnapshots == 2
+    log = CloneCore[Event](mode="log")  # log mode: lateness changes nothing
+    subscribe(log, "e1")
+    log.on_event(events[0], age=30.0, now=1.0)
+    assert log.poll(1.0) == [] and drain(log) == [1]

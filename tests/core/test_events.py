@@ -52,3 +52,14 @@ def test_extra_data_keys_are_kept() -> None:
     raw = next(e for e in ALL_EVENTS if e["type"] == "agent:started")
     event = parse_event({**raw, "data": {**raw["data"], "host": "n1"}})
     assert event_to_dict(event)["data"]["host"] == "n1"
+
+
+def test_parse_timestamp_is_the_inverse_of_format_timestamp() -> None:
+    import math
+
+    from zmqmon.core.events import format_timestamp, parse_timestamp
+
+    for t in (0.0, 1_764_000_000.123, 1_764_000_059.999, 2_000_000_000.5):
+        assert abs(parse_timestamp(format_timestamp(t)) - t) < 0.001
+    assert math.isnan(parse_timestamp("yesterday"))
+    assert math.isnan(parse_timestamp("2026-11-25T10:00:00.xyzZ"))

@@ -6,8 +6,9 @@ SIGINT/SIGTERM stop it exactly as they stop ``zmqmon serve``) and reads commands
 * ``burst SECONDS EXECUTIONS [AGENTS]`` — start EXECUTIONS executions, publish ``agent:progress``
   round-robin across them as fast as it can for SECONDS, then complete each one; answers one JSON
   line ``{"executions": {id: lastSeq}, "events": N, "rate": events/s}``;
-* ``flood SECONDS EXECUTIONS`` — the same, but answers at once with ``{"started": [ids]}`` and
-  completes nothing while it floods (to be interrupted by a signal mid-burst).
+* ``flood SECONDS EXECUTIONS`` — the same, but answers at once with ``{"started": [ids]}``, then
+  floods in the background and answers a second line, as ``burst`` does, once it has completed
+  them (unless a signal stops the service first: then nothing is completed).
 
 On exit it prints ``{"emitted": {id: lastSeq}}``: what was published, to compare with the store.
 
@@ -64,7 +65,7 @@ def _flood(
         if n % 64 < len(ids) and time.monotonic() >= end:
             break
     rate = n / max(1e-9, time.monotonic() - t0)
-    if complete:
+    if complete and not _stop.is_set():
         for eid in ids:
             for k in range(agents):
                 pub.emit_agent_completed(
@@ -86,9 +87,13 @@ def _commands(server: Server) -> None:
         ids = _start(server, n, agents)
         if cmd[0] == "flood":
             print(json.dumps({"started": ids}), flush=True)
-            flood = threading.Thread(
-                target=_flood, args=(server, ids, agents, seconds, False), daemon=True
-            )
+
+            def background(ids: list[str] = ids, agents: int = agents, s: float = seconds) -> None:
+                report = _flood(server, ids, agents, s, True)
+                if not _stop.is_set():
+                    print(json.dumps(report), flush=True)
+
+            flood = threading.Thread(target=background, daemon=True)
             _floods.append(flood)
             flood.start()
         else:

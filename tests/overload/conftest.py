@@ -53,6 +53,14 @@ class BurstService:
         self.proc.stdin.flush()
         return dict(json.loads(self._line()))
 
+    def flood(self, seconds: float, executions: int) -> list[str]:
+        """Start a flood in the background; its ids (:meth:`flooded` then waits for its end)."""
+        return list(self.command(f"flood {seconds} {executions}")["started"])
+
+    def flooded(self) -> dict[str, int]:
+        """Wait for the flood started last to complete; each execution's last seq."""
+        return dict(json.loads(self._line())["executions"])
+
     def burst(self, seconds: float, executions: int) -> dict[str, int]:
         """Publish a burst as fast as the service can; returns each execution's last seq."""
         return dict(self.command(f"burst {seconds} {executions}")["executions"])

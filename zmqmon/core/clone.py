@@ -107,6 +107,7 @@ class _Tracker(Generic[E]):
         "outstanding",
         "pinned",
         "quiet_until",
+        "resnap_after",
         "retry_at",
         "snapshot_due",
         "stall_mark",
@@ -134,6 +135,7 @@ class _Tracker(Generic[E]):
         self.backoff = 0.0
         self.stall_since: float | None = None  # first fruitless answer of the current stall
         self.stall_mark = 0  # the store's lastSeq then (its progress restarts the clock)
+        self.resnap_after = 0.0  # state mode: no new late-event re-snapshot before this
         self.done = False
 
 
@@ -149,6 +151,7 @@ class CloneCore(Generic[E]):
         page_size: int = 1000,
         join_history: int = 1000,
         max_lag: int = 1000,
+        max_staleness: float = 1.0,
         retry_min: float = 0.05,
         retry_max: float = 1.0,
         repair_timeout: float = 5.0,
@@ -163,6 +166,7 @@ class CloneCore(Generic[E]):
         self.page_size = page_size
         self.join_history = join_history
         self.max_lag = max_lag
+        self.max_staleness = max_staleness
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.repair_timeout = repair_timeout
@@ -324,8 +328,12 @@ class CloneCore(Generic[E]):
             return False
         return bool(self.workflows) or self._topics.may_select(execution_id)
 
-    def on_event(self, event: E) -> bool:
+    def on_event(self, event: E, age: float = 0.0, now: float = 0.0) -> bool:
         """A live event from the stream (filters applied here).
+
+        ``age``: how long ago it was published (seconds; the shell reads its timestamp). In
+        ``state`` mode an event older than ``max_staleness`` means the consumer is that far
+        behind: a snapshot replaces the backlog (at most once per ``max_staleness``, by ``now``).
 
         Returns True if it was delivered or buffered, False if dropped (not selected, a
         duplicate, or the buffer was full): a relay keeping the bytes of events aside need not
@@ -346,6 +354,8 @@ class CloneCore(Generic[E]):
         if t.workflow_id is None:
             t.workflow_id = event.workflow_id
         seq = event.seq
+        if age > self.max_staleness and t.mode == "state":
+            self._late(t, now)
         if t.base_known:
             if seq <= t.delivered:
                 self.stats.duplicates += 1
@@ -675,6 +685,19 @@ class CloneCore(Generic[E]):
         self._drain(t)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _late(self, t: _Tracker[E], now: float) -> None:
+        """A state-mode execution's live events come late: replace its backlog by a snapshot."""
+        if (
+            t.base_known
+            and not t.snapshot_due
+            and not isinstance(t.outstanding, FetchSnapshot)
+            and now >= t.resnap_after
+        ):
+            t.snapshot_due = t.announce = True
+            t.resnap_after = now + self.max_staleness
+            self.stats.resnapshots += 1
+            self._pending.add(t.execution_id)
 
     def _join(self, t: _Tracker[E], seq: int) -> None:
         """How to start an execution first seen (by an event or a heartbeat) at ``seq``."""

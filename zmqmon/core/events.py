@@ -48,6 +48,7 @@ __all__ = [
     "build_event_dict",
     "event_to_dict",
     "format_timestamp",
+    "parse_timestamp",
     "parse_event",
     "validation_message",
 ]
@@ -324,6 +325,29 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 
 _ts_cache: list[Any] = [-1, ""]
+_epoch_cache: dict[str, float] = {}
+
+
+def parse_timestamp(timestamp: str) -> float:
+    """Epoch seconds of a contract timestamp (``2026-11-25T10:00:10.000Z``); NaN if malformed.
+
+    Called per received event in ``state`` mode (to judge how late it is), so the per-second
+    prefix is cached.
+    """
+    prefix = timestamp[:19]
+    whole = _epoch_cache.get(prefix)
+    if whole is None:
+        try:
+            whole = datetime.strptime(prefix, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            return float("nan")
+        if len(_epoch_cache) > 4096:
+            _epoch_cache.clear()
+        _epoch_cache[prefix] = whole
+    try:
+        return whole + int(timestamp[20:23]) / 1000
+    except ValueError:
+        return float("nan")
 
 
 def format_timestamp(epoch_seconds: float) -> str:

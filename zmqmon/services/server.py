@@ -224,6 +224,10 @@ class Server:
         self.stop()
 
 
+#: how often (seconds) a thread holding the interpreter lock hands it to one waiting for it
+SWITCH_INTERVAL = 0.0005
+
+
 def serve(
     events: str,
     state: str,
@@ -250,6 +254,10 @@ def serve(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The state service, the store's writer and the publisher share one interpreter lock with
+    # the agents' threads: hand it over every 0.5 ms rather than every 5 ms, so that a request
+    # (a subscriber's page, a snapshot) is not kept waiting behind a busy producer.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         allow = AgentAllowList.parse(agents)
         caps = ServiceLimits.parse(limits or {})

@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS events (
 # How long the writer sleeps between batches when nobody asks for a flush: the batching window.
 _WRITER_INTERVAL = 0.01
 _READ_WAIT = 0.5  # seconds a read waits for the writer before answering from what is committed
-_MAX_PENDING = 50_000  # events queued for the writer before append() waits for it
+_MAX_PENDING = 20_000  # events queued for the writer before append() waits for it
 _PROGRESS_TYPES = frozenset({"agent:progress", "execution:progress"})
 # Executions whose state the writer keeps in memory (the rest are reloaded from the file).
 _STATE_CACHE = 10_000

@@ -41,7 +41,7 @@ import zmq
 from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
 from zmqmon.core.clone import CloneCore
 from zmqmon.core.delivery import CloneStats, Delivery, Mode, Unavailable
-from zmqmon.core.events import Event
+from zmqmon.core.events import Event, parse_timestamp
 from zmqmon.core.state import ExecutionState
 from zmqmon.core.wire import HEARTBEAT_TOPIC, Heartbeat, decode_message
 from zmqmon.errors import ProtocolError, ServiceUnavailableError
@@ -172,6 +172,8 @@ class SubscriberBase:
             return
         if isinstance(msg, Heartbeat):
             self._core.on_heartbeat(msg, now)
+        elif self._core.mode == "state":  # how late it comes: past max_staleness, a snapshot
+            self._core.on_event(msg, time.time() - parse_timestamp(msg.timestamp), now)
         else:
             self._core.on_event(msg)
 
