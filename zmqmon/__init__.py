@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING
 
+from zmqmon.core.delivery import Delivery, Mode, Snapshot
 from zmqmon.core.events import Event, parse_event
 from zmqmon.core.state import AgentState, ExecutionState, apply_event, replay
 from zmqmon.core.workflow import AgentSpec, WorkflowDefinition, parse_workflow
@@ -90,6 +91,7 @@ __all__ = [
     "BadRequestError",
     "ConfigError",
     "ConflictError",
+    "Delivery",
     "Event",
     "EventPublisher",
     "ExecutionCancelledError",
@@ -100,6 +102,7 @@ __all__ = [
     "ExecutionsMonitor",
     "Executor",
     "InternalError",
+    "Mode",
     "NotFoundError",
     "ProtocolError",
     "Proxy",
@@ -107,6 +110,7 @@ __all__ = [
     "Server",
     "ServiceError",
     "ServiceUnavailableError",
+    "Snapshot",
     "StateClient",
     "StoreError",
     "Subscriber",
