@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -59,6 +60,7 @@ TICK: Final = 0.02  # seconds between services of retries, paging and slow-clien
 #: replies are processed a few at a time, so the loop stays free for pings and live events
 MAX_REQUESTS: Final = 8
 _CHUNK: Final = 256  # items fanned out per loop turn when a page is released
+_PAGES: Final = 32  # full pages kept for clients catching up on the same execution
 _EXEC: Final = b"exec/"
 
 Item = Relayed | Snapshot
@@ -106,6 +108,7 @@ class Counters:
         self.slow_closes = 0
         self.rate_closes = 0
         self.gap_fetches = 0
+        self.page_hits = 0  # pages served from the hub's cache
         self.errors: dict[str, int] = {}
 
     def error(self, code: str) -> None:
@@ -152,6 +155,8 @@ class Hub:
         self._dirty: list[Sink] = []
         self._ticker: asyncio.Task[None] | None = None
         self._requests = asyncio.Semaphore(MAX_REQUESTS)
+        self._pages: OrderedDict[tuple[str, int, int], EventsPage] = OrderedDict()
+        self._in_flight: dict[tuple[str, int, int], asyncio.Future[Reply]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -307,9 +312,37 @@ class Hub:
         return self.lanes["log"].page_size
 
     async def answer(self, request: Request) -> Reply:
-        """Make one repair request (for a lane or a connection's core); a few at a time."""
+        """Make one repair request (for a lane or a connection's core); a few at a time.
+
+        Pages are read on a grid (``afterSeq`` a multiple of the page size; the core skips what
+        it has), and a full page is kept for a while: clients catching up on one execution from
+        nearby positions share its reads and its decoding instead of each paying for them.
+        """
+        if not isinstance(request, FetchEvents):
+            async with self._requests:
+                return await self._answer(request)
+        size = request.limit
+        key = (request.execution_id, request.after_seq - request.after_seq % size, size)
+        page = self._pages.get(key)
+        if page is not None:
+            self._pages.move_to_end(key)
+            self.counters.page_hits += 1
+            return page
+        flight = self._in_flight.get(key)
+        if flight is None:
+            flight = self._in_flight[key] = asyncio.ensure_future(self._page(key))
+            flight.add_done_callback(lambda _: self._in_flight.pop(key, None))
+        return await asyncio.shield(flight)
+
+    async def _page(self, key: tuple[str, int, int]) -> Reply:
+        execution_id, after, size = key
         async with self._requests:
-            return await self._answer(request)
+            reply = await self._answer(FetchEvents(execution_id, after, size))
+        if isinstance(reply, EventsPage) and len(reply.events) == size:
+            self._pages[key] = reply  # full: what it holds can never change
+            while len(self._pages) > _PAGES:
+                self._pages.popitem(last=False)
+        return reply
 
     async def _answer(self, request: Request) -> Reply:
         try:

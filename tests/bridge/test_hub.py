@@ -473,3 +473,24 @@ def test_snapshot_items_reach_topic_holders_of_any_type() -> None:
     assert state is not None
     hub._fan_out("state", Snapshot(state))
     assert sink.docs()[0]["type"] == "snapshot"
+
+
+async def test_catch_up_pages_are_read_on_a_grid_and_shared() -> None:
+    from zmqmon.core.delivery import EventsPage, FetchEvents
+
+    hub, client = make()
+    for seq in range(1, 31):
+        publish(hub, client, event("e", seq), lost=True)
+    a, b = await asyncio.gather(
+        hub.answer(FetchEvents("e", 3, 10)), hub.answer(FetchEvents("e", 7, 10))
+    )
+    assert isinstance(a, EventsPage) and isinstance(b, EventsPage)
+    assert [e.seq for e in a.events] == [e.seq for e in b.events] == list(range(1, 11))
+    assert client.calls == 1  # one read for both (the cores skip what they have)
+    c = await hub.answer(FetchEvents("e", 9, 10))  # a full page: kept
+    assert c is a and client.calls == 1 and hub.counters.page_hits == 1
+    publish(hub, client, event("e", 31), lost=True)
+    d = await hub.answer(FetchEvents("e", 30, 10))  # the last, short page: not kept
+    assert isinstance(d, EventsPage) and [e.seq for e in d.events] == [31]
+    await hub.answer(FetchEvents("e", 30, 10))
+    assert client.calls == 3

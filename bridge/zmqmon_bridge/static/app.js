@@ -1,6 +1,8 @@
 /*
  * zmqmon dashboard: a live list of executions (subscription to the topic "exec/") and the detail
- * of one (subscription by executionId from seq 0: agents, progress, full event log).
+ * of one (subscription by executionId from seq 0: agents, progress, event log). Both in "state"
+ * mode: during a flood the bridge sends a fresh snapshot instead of a backlog, so the page stays
+ * current instead of replaying it (the log then notes what it skipped).
  * State is derived with reducer.js — the same rules as the Python reducer. Reconnects by itself
  * and resumes each execution subscription with afterSeq, so nothing is missed or doubled.
  * No framework, no build step, nothing fetched from anywhere but this bridge.
@@ -71,10 +73,10 @@
       retry = 0;
       setConn("connected");
       notice("");
-      send({ type: "subscribe", topic: "exec/" });
+      send({ type: "subscribe", topic: "exec/", mode: "state" });
       // Resume each execution where its log stops: the bridge sends what was missed, once.
       Object.keys(subscribed).forEach(function (id) {
-        send({ type: "subscribe", executionId: id, afterSeq: lastSeqOf(id) });
+        send({ type: "subscribe", executionId: id, afterSeq: lastSeqOf(id), mode: "state" });
       });
       seed();
     };
@@ -124,6 +126,13 @@
         return;
       case "snapshot":
         states[msg.executionId] = msg.execution;
+        var log = logs[msg.executionId];
+        var at = msg.execution && msg.execution.lastSeq;
+        if (log && at && !log[at] && lastSeqOf(msg.executionId) < at) {
+          // state mode: the bridge skipped a backlog; the log says so where it resumes
+          log[at] = { type: "snapshot", seq: at, executionId: msg.executionId,
+                      timestamp: new Date().toISOString(), data: {} };
+        }
         queueRender();
         return;
       case "error":
@@ -155,7 +164,8 @@
     if (!subscribed[id]) {
       subscribed[id] = true;
       logs[id] = {};
-      send({ type: "subscribe", executionId: id, afterSeq: 0 });  // the whole log, then live
+      // the log from the start, then live (a snapshot instead of a long backlog)
+      send({ type: "subscribe", executionId: id, afterSeq: 0, mode: "state" });
     }
     renderNow();
   }
@@ -325,6 +335,7 @@
       case "agent:progress": return d.agentName + " " + d.progress + "%" + (d.message ? " · " + d.message : "");
       case "agent:failed": return d.agentName + ": " + (d.error || "");
       case "agent:completed": return d.agentName + " · " + fmtDuration(d.durationMs);
+      case "snapshot": return "caught up: earlier events skipped (see afterSeq to read them)";
       default: return d.agentName || "";
     }
   }
