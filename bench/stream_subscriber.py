@@ -186,13 +186,22 @@ def subscriber_throughput(quick: bool) -> list[Row]:
             else "consumer capacity: M events queued first, then received"
             + ("" if keep else "; no reducer (relay mode)")
         )
+        relay = not keep  # the target: relay mode at half a bare recv loop; the rest is context
         rows.append(
             Row(SUITE, f"subscriber throughput, {label}", ours, raw, "events/s",
-                target="≥ 0.5× raw", higher_is_better=True, target_ratio=0.5, note=note)
+                target="≥ 0.5× raw" if relay else "", higher_is_better=True,
+                target_ratio=0.5 if relay else None, note=note)
         )  # fmt: skip
-    # Context, no target: the same drain against a raw loop that at least parses the JSON.
-    ours = max(_zmqmon(m, True, False) for _ in range(runs))
+    # The useful baseline: a raw loop that at least parses the JSON. Validated, ordered,
+    # repaired and reduced, the Subscriber should keep up with merely parsing.
     parsed = max(_raw(m, True, parse=True) for _ in range(runs))
+    ours = max(_zmqmon(m, True, True) for _ in range(runs))
+    rows.append(
+        Row(SUITE, "subscriber drain with states vs raw recv + json.loads", ours, parsed,
+            "events/s", target="≥ 1.0× parse", higher_is_better=True, target_ratio=1.0,
+            note="validated, ordered, repaired and reduced vs merely parsed")
+    )  # fmt: skip
+    ours = max(_zmqmon(m, True, False) for _ in range(runs))
     rows.append(
         Row(SUITE, "subscriber drain (relay mode) vs raw recv + json.loads", ours, parsed,
             "events/s", note="context: validation + ordering vs the cheapest useful raw consumer")

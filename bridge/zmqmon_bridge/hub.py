@@ -128,12 +128,14 @@ class Hub:
         join_history: int = 1000,
         lane_buffer: int = 10_000,
         max_lag: int = 1000,
+        flush_delay: float = 0.0,
     ) -> None:
         self.upstream: Upstream = upstream_factory(self.on_message)
         self.upstream.on_batch = self.on_batch
         self.client = client
         self.auth_enabled = auth_enabled
         self.repair_timeout = repair_timeout
+        self.flush_delay = flush_delay
         self.lanes: dict[Mode, CloneCore[Relayed]] = {
             mode: CloneCore(
                 mode=mode,
@@ -203,9 +205,15 @@ class Hub:
         task.add_done_callback(self._tasks.discard)
 
     def mark_dirty(self, sink: Sink) -> None:
-        """A sink queued its first frame since the last flush: flush it this loop turn."""
+        """A sink queued its first frame since the last flush: flush it ``flush_delay`` from now
+        (0: this loop turn). A short delay coalesces a busy stream's frames into fewer writes,
+        one system call per connection for many events (the lever Centrifugo reports)."""
         if not self._dirty:
-            asyncio.get_running_loop().call_soon(self.flush_all)
+            loop = asyncio.get_running_loop()
+            if self.flush_delay > 0:
+                loop.call_later(self.flush_delay, self.flush_all)
+            else:
+                loop.call_soon(self.flush_all)
         self._dirty.append(sink)
 
     def flush_all(self) -> None:

@@ -79,7 +79,8 @@ class Limits:
     rate: float = 50.0  # client messages per second, sustained
     burst: float = 100.0  # ... and in a burst
     max_strikes: int = 20  # refused messages in a row before closing with 1008
-    max_send_buffer: int = 4 * 1024 * 1024  # bytes queued to a log client before 1013
+    max_send_buffer: int = 4 * 1024 * 1024  # bytes queued to a client, at most (then 1013)
+    send_high_water: int = 256 * 1024  # bytes queued past which a client is written no more
     max_subscriptions: int = 256
     repair_timeout: float = 5.0  # a gap the store makes no progress on for this long is skipped
     upstream_hwm: int = 10_000  # messages queued from ZeroMQ before the publisher drops
@@ -89,6 +90,7 @@ class Limits:
     max_lag: int = 1000  # events behind before a state-mode subscription gets a snapshot
     slow_timeout: float = 5.0  # a log client that reads nothing for this long is closed (1013)
     stop_timeout: float = 2.5  # seconds to close every connection when stopping
+    flush_delay: float = 0.002  # seconds frames wait to be written together (0: each loop turn)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
@@ -177,6 +179,7 @@ class Bridge:
             repair_timeout=lim.repair_timeout,
             lane_buffer=lim.lane_buffer,
             max_lag=lim.max_lag,
+            flush_delay=lim.flush_delay,
         )
         self.hub.start()
         self.routes = HttpRoutes(self.hub, self.auth, time.monotonic())
@@ -228,6 +231,7 @@ class Bridge:
             max_subscriptions=lim.max_subscriptions,
             buffer_events=lim.session_buffer,
             slow_timeout=lim.slow_timeout,
+            high_water=lim.send_high_water,
         )
         self.hub.connections.add(session)
         try:

@@ -73,6 +73,7 @@ class Session:
         buffer_events: int = 1000,
         page_size: int = 500,
         slow_timeout: float = 5.0,
+        high_water: int = 256 * 1024,
     ) -> None:
         self.ws = ws
         self.state = state
@@ -80,7 +81,7 @@ class Session:
         self.max_buffer = max_buffer
         # Past high_water it is congested (nothing more queued); below low_water it catches up.
         # Small: what a slow client is owed waits in the store, not in this process.
-        self.high_water = min(256 * 1024, max_buffer // 2)
+        self.high_water = min(high_water, max_buffer // 2)
         self.low_water = self.high_water // 4
         self.slow_timeout = slow_timeout
         self.max_subscriptions = max_subscriptions

@@ -78,7 +78,8 @@ from zmqmon.core.delivery import (
     Snapshot,
     Unavailable,
 )
-from zmqmon.core.state import ExecutionState, apply_event
+from zmqmon.core.state import ExecutionState
+from zmqmon.core.states import ExecutionStates
 from zmqmon.core.topics import TopicIndex
 from zmqmon.core.wire import EXEC_PREFIX, Heartbeat, execution_prefix
 
@@ -108,6 +109,8 @@ class _Tracker(Generic[E]):
         "pinned",
         "quiet_until",
         "resnap_after",
+        "selects",
+        "selects_version",
         "retry_at",
         "snapshot_due",
         "stall_mark",
@@ -136,6 +139,10 @@ class _Tracker(Generic[E]):
         self.stall_since: float | None = None  # first fruitless answer of the current stall
         self.stall_mark = 0  # the store's lastSeq then (its progress restarts the clock)
         self.resnap_after = 0.0  # state mode: no new late-event re-snapshot before this
+        # does a subscription select every event of it (True), none (False), some (None)?
+        # Cached per version of the filters: this is asked for every event delivered.
+        self.selects: bool | None = None
+        self.selects_version = -1
         self.done = False
 
 
@@ -175,7 +182,7 @@ class CloneCore(Generic[E]):
         self.max_tracked = max_tracked
         self.max_states = max_states
         self.ready: deque[E | Snapshot] = deque()
-        self.states: dict[str, ExecutionState] = {}
+        self.states = ExecutionStates()
         self.stats = CloneStats()
         self.publisher_alive = False
         self.liveness_changes: deque[bool] = deque()
@@ -188,6 +195,7 @@ class CloneCore(Generic[E]):
         self._pending: set[str] = set()  # executions that may need a request
         self._buffered = 0  # live events held in all trackers' buffers
         self._was_alive = False
+        self._filters_version = 0  # bumped by every change of workflow or topic filters
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -247,18 +255,22 @@ class CloneCore(Generic[E]):
     def subscribe_workflow(self, workflow_id: str) -> None:
         """Every execution of a workflow (matched on each event's ``workflowId``)."""
         self.workflows.add(workflow_id)
+        self._filters_version += 1
 
     def unsubscribe_workflow(self, workflow_id: str) -> None:
         """Drop a workflow subscription; its queued, undelivered events are dropped too."""
         self.workflows.discard(workflow_id)
+        self._filters_version += 1
         self._prune([t for t in self._trackers.values() if t.workflow_id == workflow_id])
 
     def subscribe_topic(self, prefix: str) -> None:
         """A raw topic prefix, e.g. ``exec/``."""
         self._topics.set(prefix, True)
+        self._filters_version += 1
 
     def unsubscribe_topic(self, prefix: str) -> None:
         """Drop a raw prefix; its queued, undelivered events are dropped too."""
+        self._filters_version += 1
         if self._topics.remove(prefix) is None:
             return
         one = TopicIndex.execution_of(prefix)
@@ -290,6 +302,21 @@ class CloneCore(Generic[E]):
             self._discard_tracker(t)
         if self.ready:
             self.ready = deque(item for item in self.ready if self._selected(item))
+
+    def _selects(self, t: _Tracker[E]) -> bool | None:
+        """Whether the filters select every event of a tracked execution (True), none of them
+        (False), or only some types (None: ask per event)."""
+        if t.workflow_id is not None and t.workflow_id in self.workflows:
+            return True
+        if self._topics.selects_every_type(t.execution_id):
+            return True
+        return None if self._topics.may_select(t.execution_id) else False
+
+    @property
+    def repairing(self) -> bool:
+        """Is anything being repaired (a gap, a tail, a join)? Only then can a live event be
+        of no use (:meth:`needs_live`): a shell can skip that question otherwise."""
+        return bool(self._pending) or self._buffered > 0
 
     def _selected(self, item: E | Snapshot) -> bool:
         if isinstance(item, Snapshot):
@@ -603,7 +630,7 @@ class CloneCore(Generic[E]):
         t.known_last = max(t.known_last, last)
         self.stats.snapshots += 1
         if self.keep_states:
-            self.states[eid] = state
+            self.states.set(eid, state)
         if t.workflow_id is None:
             t.workflow_id = state.workflow_id
         if t.announce:
@@ -735,13 +762,19 @@ class CloneCore(Generic[E]):
     def _deliver(self, t: _Tracker[E], event: E, *, fetched: bool) -> None:
         t.delivered = event.seq
         if self.keep_states:
-            eid = t.execution_id
-            self.states[eid] = apply_event(self.states.get(eid), cast(Any, event))
+            self.states.apply(cast(Any, event))
         self.stats.delivered += 1
         if fetched:
             self.stats.fetched += 1
-        if event.seq > t.quiet_until and (t.explicit or t.pinned or self.wants(event)):
-            self.ready.append(event)
+        if event.seq > t.quiet_until:
+            if t.explicit or t.pinned:
+                self.ready.append(event)
+            else:
+                if t.selects_version != self._filters_version:
+                    t.selects = self._selects(t)
+                    t.selects_version = self._filters_version
+                if t.selects or (t.selects is None and self.wants(event)):
+                    self.ready.append(event)
         if event.is_terminal:
             t.done = True
 

@@ -29,7 +29,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, PlainValidator, TypeAdapter
@@ -57,6 +57,7 @@ __all__ = [
     "ExecutionState",
     "ExecutionStatus",
     "apply_event",
+    "fold_progress",
     "replay",
 ]
 
@@ -196,6 +197,31 @@ def _stop_running(agents: AgentRows, timestamp: str) -> AgentRows:
             else row
         )
     )
+
+
+def fold_progress(
+    state: ExecutionState,
+    agents: Mapping[str, int],
+    progress: int | None,
+    last_seq: int,
+) -> ExecutionState:
+    """The state after progress events of a *running* execution whose listed agents are all
+    *running*: each agent's last progress, the execution's last progress, ``last_seq``.
+
+    What :func:`apply_event` gives applying those events one by one (their only effect there),
+    in one copy: the lazy fast path of :class:`~zmqmon.core.states.ExecutionStates`.
+    """
+    update: dict[str, Any] = {"last_seq": last_seq}
+    if progress is not None:
+        update["progress"] = progress
+    if agents:
+        rows = state.agents
+        for agent_id, value in agents.items():
+            i = rows.position(agent_id)
+            if i is not None:
+                rows = rows.replace(i, _replace(rows[i], {"progress": value}))
+        update["agents"] = rows
+    return _replace(state, update)
 
 
 def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:

@@ -122,6 +122,15 @@ class TopicIndex(Generic[T]):
             return True
         return any(execution_id.startswith(p) for p in self._partial.values())
 
+    def selects_every_type(self, execution_id: str) -> bool:
+        """Does some prefix select every event of this execution, whatever its type?"""
+        if self._all:
+            return True
+        by_id = self._exact.get(execution_id)
+        if by_id and "" in by_id.values():
+            return True
+        return any(execution_id.startswith(p) for p in self._partial.values())
+
     def may_select(self, execution_id: str) -> bool:
         """Could some event of this execution match (any of its types)?"""
         if self._all or execution_id in self._exact:

@@ -82,6 +82,10 @@ class Feed:
         self._thread.start()
         return self
 
+    def owns_thread(self) -> bool:
+        """Is the caller the feed's own thread (where the subscriber may be used)?"""
+        return threading.current_thread() is self._thread
+
     @property
     def alive(self) -> bool:
         """True while the thread runs."""

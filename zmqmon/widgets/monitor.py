@@ -12,6 +12,7 @@ import html
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import ipywidgets as widgets
@@ -29,6 +30,7 @@ from zmqmon.widgets.view import AgentRow, ExecutionView, badge_html, execution_v
 __all__ = ["ExecutionMonitor"]
 
 _CSS = "font-family:var(--jp-ui-font-family,sans-serif);"
+_PROGRESS = frozenset({"agent:progress", "execution:progress"})
 _MONO = "font-family:var(--jp-code-font-family,monospace);font-size:0.8em;"
 
 
@@ -119,7 +121,8 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self._log: deque[Event] = deque(maxlen=max(1, log_size))
         self._notice = ""
         self._closed = False
-        self._states: dict[str, ExecutionState] = {}
+        self._states: Mapping[str, ExecutionState] = {}
+        self._state_behind = False  # progress applied by the subscriber, not yet read here
         self.state: ExecutionState = self._initial_state()
         self._seen_seq = self.state.last_seq
         #: None until the first heartbeat; then whether the event stream's publisher is alive
@@ -230,16 +233,25 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             return False
         self._seen_seq = event.seq
         self._log.append(event)
+        if event.type in _PROGRESS:
+            # A flood is progress: read the state once per render, not once per event (the
+            # subscriber folds progress lazily, see zmqmon.core.states).
+            self._state_behind = True
+            return True
+        self._catch_up_state(event)
+        return True
+
+    def _catch_up_state(self, event: Event | None = None) -> None:
         # The subscriber already folds every event it has received with the one reducer (it
-        # may be a few events ahead of the one delivered): reuse its state, as the reducer is
-        # most of the per-event cost. Fall back to folding here if it has none.
+        # may be a few events ahead of the one delivered): reuse its state. Fall back to folding
+        # here if it has none.
+        self._state_behind = False
         new = self._states.get(self.execution_id)
-        if new is None or new.last_seq < event.seq:
+        if (new is None or new.last_seq < self._seen_seq) and event is not None:
             # Without a snapshot (no state service) the first event starts the state.
             new = apply_event(self.state if self.state.workflow_id else None, event)
-        if new.last_seq > self.state.last_seq:
+        if new is not None and new.last_seq > self.state.last_seq:
             self.state = new
-        return True
 
     def _finished(self) -> bool:
         # Ended, and every event up to the end delivered (the log shows the terminal event).
@@ -269,6 +281,8 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         with self._lock:
             if self._closed:
                 return
+            if self._state_behind and self._feed.owns_thread():
+                self._catch_up_state()  # (the subscriber's states belong to the feed thread)
             state = self.state
             view = execution_view(state, time.time())
             header = (
