@@ -30,7 +30,7 @@ from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
 from zmqmon.shells.client import AsyncStateClient
 from zmqmon_bridge.auth import ANONYMOUS, Authenticator
 from zmqmon_bridge.hub import Hub
-from zmqmon_bridge.protocol import ConnectionState, RateLimiter
+from zmqmon_bridge.protocol import CLOSE_TRY_AGAIN, ConnectionState, Principal, RateLimiter
 from zmqmon_bridge.session import Session
 from zmqmon_bridge.upstream import Upstream
 from zmqmon_bridge.web import WS_PATH, HttpRoutes
@@ -82,6 +82,8 @@ class Limits:
     max_send_buffer: int = 4 * 1024 * 1024  # bytes queued to a client, at most (then 1013)
     send_high_water: int = 256 * 1024  # bytes queued past which a client is written no more
     max_subscriptions: int = 256
+    max_connections: int = 10_000  # connections at once; past it refused (close 1013)
+    max_connections_per_user: int = 100  # ... per authenticated user (a token's sub)
     repair_timeout: float = 5.0  # a gap the store makes no progress on for this long is skipped
     upstream_hwm: int = 10_000  # messages queued from ZeroMQ before the publisher drops
     upstream_rcvbuf: int = 1024 * 1024  # bytes of kernel receive buffer (0: the system's)
@@ -139,6 +141,7 @@ class Bridge:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
+        self._per_user: dict[str, int] = {}  # connections per authenticated user
 
     # -- URLs -------------------------------------------------------------------------------
 
@@ -218,6 +221,11 @@ class Bridge:
     async def _handler(self, ws: ServerConnection) -> None:
         principal = self.routes.principals.pop(ws, ANONYMOUS)
         lim = self.limits
+        refusal = self._over_capacity(principal)
+        if refusal is not None:
+            self.hub.counters.error("capacity")
+            await ws.close(CLOSE_TRY_AGAIN, refusal)
+            return
         state = ConnectionState(
             str(uuid.uuid4()),
             principal,
@@ -234,13 +242,31 @@ class Bridge:
             high_water=lim.send_high_water,
         )
         self.hub.connections.add(session)
+        if principal.user is not None:
+            self._per_user[principal.user] = self._per_user.get(principal.user, 0) + 1
         try:
             await session.run()
         except ConnectionClosed:
             pass
         finally:
             self.hub.drop_connection(session)
+            if principal.user is not None:
+                left = self._per_user.get(principal.user, 1) - 1
+                if left:
+                    self._per_user[principal.user] = left
+                else:
+                    self._per_user.pop(principal.user, None)
             await session.closed()
+
+    def _over_capacity(self, principal: Principal) -> str | None:
+        """Why a new connection is refused (1013, try again later), or None."""
+        lim = self.limits
+        if len(self.hub.connections) >= lim.max_connections:
+            return f"too many connections (at most {lim.max_connections})"
+        user = principal.user
+        if user is not None and self._per_user.get(user, 0) >= lim.max_connections_per_user:
+            return f"too many connections for this user (at most {lim.max_connections_per_user})"
+        return None
 
     # -- thread face ----------------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ from zmqmon_bridge.relayed import Relayed, snapshot_frame
 __all__ = ["Session"]
 
 _MAX_STALE: Final = 1024  # executions a congested state-mode client is owed a re-sync of
+_SLOW_CLOSE_GRACE: Final = 5.0  # seconds a 1013 close frame gets to reach a slow client
 
 
 class Session:
@@ -224,8 +225,12 @@ class Session:
         self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
+        if code == CLOSE_TRY_AGAIN:
+            # The close frame queues behind what the slow client has not read yet: give it the
+            # time to get there (and its 1013), rather than cut the connection without a code.
+            self.ws.close_timeout = _SLOW_CLOSE_GRACE
         try:
-            await asyncio.wait_for(self.ws.close(code, reason), self.ws.close_timeout or 10)
+            await asyncio.wait_for(self.ws.close(code, reason), (self.ws.close_timeout or 10) + 1)
         except (TimeoutError, ConnectionClosed, OSError):
             pass
         finally:
