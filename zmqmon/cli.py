@@ -26,6 +26,22 @@ def _env_help(name: str) -> str:
     return f"(env {ENV[name]}; default {from_env(name)})"
 
 
+def _curve_client_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--curve",
+        metavar="DIR",
+        help="CURVE keys for a service that requires them: DIR/server.key and DIR/NAME.key_secret "
+        + _env_help("curve"),
+    )
+    parser.add_argument(
+        "--curve-client", metavar="NAME", help="which client key pair " + _env_help("curve_client")
+    )
+
+
+def _curve(args: argparse.Namespace) -> tuple[str | None, str]:
+    return from_env("curve", args.curve), from_env("curve_client", args.curve_client) or "client"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -43,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated modules whose callables workflows may run as agents, submodules "
         "included; zmqmon.demo always; '*' = any importable callable, i.e. whoever reaches the "
         "state port can run code " + _env_help("agents"),
+    )
+    serve.add_argument(
+        "--curve",
+        metavar="DIR",
+        help="CURVE keys (zmqmon keys DIR): encrypt the stream and the state service and admit "
+        "only the clients in DIR/authorized " + _env_help("curve"),
     )
     limits = serve.add_argument_group("limits (see docs/protocol.md, Limits)")
     limits.add_argument(
@@ -86,11 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--jwt-issuer",
         help="tokens must carry this iss (unset: not checked) " + f"(env {ENV['jwt_issuer']})",
     )
+    _curve_client_flags(bridge)
 
     run = sub.add_parser("run", help="run a workflow file and follow it")
     run.add_argument("file", help="workflow definition (JSON, YAML or TOML)")
     run.add_argument("--state", help="submit to this state service instead of running embedded")
     run.add_argument("--events", help="event stream of that service " + _env_help("events"))
+    _curve_client_flags(run)
     run.add_argument(
         "--input",
         action="append",
@@ -105,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--state", help="state service " + _env_help("state"))
     tail.add_argument("--topic", help="raw topic prefix, e.g. exec/")
     tail.add_argument("--json", action="store_true", help="one JSON event per line")
+    _curve_client_flags(tail)
+
+    keys = sub.add_parser("keys", help="make CURVE keys for a service and its clients")
+    keys.add_argument("directory", help="where to write them (created; nothing overwritten)")
+    keys.add_argument(
+        "--client",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a client key pair to make and authorize (repeatable; default: one named client)",
+    )
 
     proxy = sub.add_parser("proxy", help="XSUB/XPUB forwarder for many publishers/subscribers")
     proxy.add_argument("--frontend", required=True, help="XSUB endpoint publishers connect to")
@@ -132,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             db=from_env("db", args.db) or "",
             agents=from_env("agents", args.agents) or "",
             limits={name: from_env(name, getattr(args, name)) for name in _LIMITS},
+            curve=from_env("curve", args.curve),
         )
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge
@@ -146,11 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             jwt_public_key=from_env("jwt_public_key", args.jwt_public_key, keep_empty=True),
             jwt_audience=from_env("jwt_audience", args.jwt_audience, keep_empty=True),
             jwt_issuer=from_env("jwt_issuer", args.jwt_issuer, keep_empty=True),
+            curve=_curve(args),
         )
     if cmd == "run":
         from zmqmon.terminal.run import run_file
 
-        return run_file(args.file, state=args.state, events=args.events, inputs=args.input)
+        return run_file(
+            args.file, state=args.state, events=args.events, inputs=args.input, curve=_curve(args)
+        )
     if cmd == "tail":
         from zmqmon.terminal.tail import tail
 
@@ -160,7 +199,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             state=from_env("state", args.state) or "",
             topic=args.topic,
             as_json=args.json,
+            curve=_curve(args),
         )
+    if cmd == "keys":
+        from zmqmon.shells.curve import run_keys
+
+        return run_keys(args.directory, tuple(args.client) or ("client",))
     if cmd == "proxy":
         from zmqmon.shells.proxy import run_proxy
 

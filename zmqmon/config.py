@@ -45,6 +45,8 @@ ENV: Final = {
     "max_agents": "ZMQMON_MAX_AGENTS",
     "max_events_in_memory": "ZMQMON_MAX_EVENTS_IN_MEMORY",
     "max_workers": "ZMQMON_MAX_WORKERS",
+    "curve": "ZMQMON_CURVE",
+    "curve_client": "ZMQMON_CURVE_CLIENT",
 }
 
 _DEFAULTS: Final[dict[str, str | None]] = {
@@ -62,6 +64,8 @@ _DEFAULTS: Final[dict[str, str | None]] = {
     "max_agents": "1000",
     "max_events_in_memory": "1000",
     "max_workers": "8",
+    "curve": None,
+    "curve_client": "client",
 }
 
 
@@ -119,3 +123,15 @@ class ServiceLimits:
                 )
             changes[f.name] = value
         return cls(**changes)
+
+
+_LOOPBACK: Final = ("127.", "localhost", "::1", "[::1]", "ipc://", "inproc://")
+
+
+def is_loopback(address: str) -> bool:
+    """Does an endpoint (``tcp://host:port``, ``ipc://…``) or a bare host stay on this machine?"""
+    rest = address.removeprefix(">")
+    if rest.startswith(("ipc://", "inproc://")):
+        return True
+    host = rest.split("://", 1)[-1].rsplit(":", 1)[0] if "://" in rest else rest
+    return host.startswith(_LOOPBACK)

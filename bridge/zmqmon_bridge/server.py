@@ -26,8 +26,9 @@ import zmq.asyncio
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
+from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, is_loopback
 from zmqmon.shells.client import AsyncStateClient
+from zmqmon.shells.curve import CurveClient, client_keys
 from zmqmon_bridge.auth import ANONYMOUS, Authenticator
 from zmqmon_bridge.hub import Hub
 from zmqmon_bridge.protocol import CLOSE_TRY_AGAIN, ConnectionState, Principal, RateLimiter
@@ -125,12 +126,14 @@ class Bridge:
         jwt_audience: str | None = None,
         jwt_issuer: str | None = None,
         limits: Limits | None = None,
+        curve: CurveClient | None = None,
     ) -> None:
         self.events = events
         self.state_endpoint = state
         self.host = host
         self.port = port
         self.limits = limits or Limits()
+        self.curve = curve
         self.auth = Authenticator(
             jwt_secret, jwt_public_key, audience=jwt_audience, issuer=jwt_issuer
         )
@@ -172,10 +175,15 @@ class Bridge:
         self._context = zmq.asyncio.Context()
         ctx = self._context
         lim = self.limits
-        client = AsyncStateClient(self.state_endpoint, context=ctx)
+        client = AsyncStateClient(self.state_endpoint, context=ctx, curve=self.curve)
         self.hub = Hub(
             lambda on_message: Upstream(
-                self.events, ctx, on_message, rcvhwm=lim.upstream_hwm, rcvbuf=lim.upstream_rcvbuf
+                self.events,
+                ctx,
+                on_message,
+                rcvhwm=lim.upstream_hwm,
+                rcvbuf=lim.upstream_rcvbuf,
+                curve=self.curve,
             ),
             client,
             auth_enabled=self.auth.enabled,
@@ -336,8 +344,11 @@ def run_bridge(
     jwt_public_key: str | None,
     jwt_audience: str | None = None,
     jwt_issuer: str | None = None,
+    curve: tuple[str | None, str] | None = None,
 ) -> int:
-    """``zmqmon bridge``: serve until SIGINT/SIGTERM; line 1 of stdout is the endpoints JSON."""
+    """``zmqmon bridge``: serve until SIGINT/SIGTERM; line 1 of stdout is the endpoints JSON.
+
+    ``curve``: (keys directory, client name) when the service requires CURVE."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         bridge = Bridge(
@@ -350,6 +361,7 @@ def run_bridge(
             jwt_audience=jwt_audience,
             jwt_issuer=jwt_issuer,
             limits=Limits.from_env(),
+            curve=client_keys(curve),
         )
     except (OSError, ValueError) as exc:
         print(f"zmqmon bridge: {exc}", file=sys.stderr)
@@ -365,6 +377,12 @@ def run_bridge(
         except OSError as exc:
             print(f"zmqmon bridge: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
             return 1
+        if not is_loopback(bridge.host) and not bridge.auth.enabled:
+            log.warning(
+                "listening on %s without a JWT key: anyone who reaches it reads every execution; "
+                "give --jwt-secret or --jwt-public-key",
+                bridge.host,
+            )
         print(json.dumps(bridge.endpoints), flush=True)
         print(f"zmqmon bridge: dashboard at {bridge.http_url}/", flush=True)
         await stop.wait()

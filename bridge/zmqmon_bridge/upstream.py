@@ -23,6 +23,7 @@ import zmq
 import zmq.asyncio
 
 from zmqmon.core.wire import HEARTBEAT_TOPIC
+from zmqmon.shells.curve import CurveClient
 
 __all__ = ["RCVHWM", "Upstream"]
 
@@ -45,6 +46,7 @@ class Upstream:
         *,
         rcvhwm: int = RCVHWM,
         rcvbuf: int = RCVBUF,
+        curve: CurveClient | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._on_message = on_message
@@ -54,6 +56,8 @@ class Upstream:
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         if rcvbuf > 0:  # 0: the system's (which autotunes to tens of MB on loopback)
             self._socket.setsockopt(zmq.RCVBUF, rcvbuf)
+        if curve is not None:
+            curve.apply(self._socket)
         self._socket.connect(endpoint)
         self._socket.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
         self._refs: dict[str, int] = {}

@@ -254,9 +254,14 @@ def test_a_consumer_folding_state_mode_deliveries_ends_exact_under_random_loss()
 
 def test_offer_snapshot_and_resync_for_a_relay() -> None:
     events = make_events(n=100)
-    core = CloneCore[Event](mode="state", keep_states=False)
+    core = CloneCore[Event](mode="state", keep_states=False, max_lag=20)
     subscribe(core, "e1", state_of(events[:5]))
-    core.offer_snapshot(state_of(events[:50]))  # an upstream re-snapshot: ahead, taken
+    core.offer_snapshot(state_of(events[:15]))  # ahead, but by less than max_lag: not taken,
+    assert take_all(core) == []  # the ten events between are fetched instead
+    (req,) = core.poll(0.0)
+    assert req == FetchEvents("e1", 5, 1000)
+    core.on_reply(req, Unavailable("busy"), 0.0)
+    core.offer_snapshot(state_of(events[:50]))  # an upstream re-snapshot far ahead: taken
     items = take_all(core)
     assert len(items) == 1 and isinstance(items[0], Snapshot)
     core.offer_snapshot(state_of(events[:20]))  # behind what was delivered: ignored

@@ -109,9 +109,9 @@ class _Tracker(Generic[E]):
         "pinned",
         "quiet_until",
         "resnap_after",
+        "retry_at",
         "selects",
         "selects_version",
-        "retry_at",
         "snapshot_due",
         "stall_mark",
         "stall_since",
@@ -427,12 +427,17 @@ class CloneCore(Generic[E]):
             self._on_page(t, reply, now)
 
     def offer_snapshot(self, state: ExecutionState) -> None:
-        """A snapshot obtained elsewhere (a relay's upstream re-snapshot): a ``state``-mode
-        tracker behind it, or one waiting for a snapshot, takes it as its own answer."""
+        """A snapshot obtained elsewhere (a relay's upstream re-snapshot): a tracker waiting for
+        a snapshot takes it as its answer; a ``state``-mode tracker takes it only if it is over
+        ``max_lag`` behind it (one that is not fetches the few events between, as the mode says:
+        a snapshot replaces a *backlog*)."""
         t = self._trackers.get(state.execution_id)
         if t is None or t.fresh or (t.mode != "state" and t.base_known):
             return  # (a subscribe's own snapshot decides where it starts)
-        if t.base_known and state.last_seq <= t.delivered:
+        if t.base_known and state.last_seq - t.delivered <= self.max_lag:
+            t.known_last = max(t.known_last, state.last_seq)  # there is that much: fetch it
+            if state.last_seq > t.delivered:
+                self._pending.add(t.execution_id)
             return
         if isinstance(t.outstanding, FetchSnapshot):
             t.outstanding = None

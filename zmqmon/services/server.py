@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, ServiceLimits
+from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, ServiceLimits, is_loopback
 from zmqmon.core.workflow import (
     AgentAllowList,
     WorkflowDefinition,
@@ -32,6 +32,7 @@ from zmqmon.core.workflow import (
 )
 from zmqmon.errors import ConfigError, InternalError
 from zmqmon.services.state_service import StateService
+from zmqmon.shells.curve import CurveServer
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
 
@@ -78,8 +79,11 @@ class Server:
         progress_interval: float = 0.05,
         agents: AgentAllowList = AgentAllowList(),  # noqa: B008 - frozen, shared safely
         limits: ServiceLimits = ServiceLimits(),  # noqa: B008 - frozen, shared safely
+        curve: CurveServer | None = None,
     ) -> None:
         self._events_endpoint = events
+        self.curve = curve
+        self._authenticator: Any = None
         self._state_endpoint = state
         self._tmpdir: str | None = None
         if db is None:
@@ -110,12 +114,15 @@ class Server:
         self._context = zmq.Context()
         self.store = Store(self.db)
         try:
+            if self.curve is not None:  # before the sockets bind: only known clients get in
+                self._authenticator = self.curve.authenticate(self._context)
             self.publisher = EventPublisher(
                 self._events_endpoint,
                 store=self.store,
                 heartbeat_interval=self._heartbeat_interval,
                 sndhwm=self._sndhwm,
                 context=self._context,
+                curve=self.curve,
             )
             self.recovered = self._recover()
             engine_cls = _load_engine()
@@ -137,6 +144,7 @@ class Server:
                 agents=self.agents,
                 max_agents=self.limits.max_agents,
                 max_request_bytes=self.limits.max_request_bytes,
+                curve=self.curve,
             ).start()
         except BaseException:
             self.stop()
@@ -213,6 +221,8 @@ class Server:
         if hasattr(self, "store"):
             self.store.close()
         if self._context is not None:
+            if self._authenticator is not None:
+                self._authenticator.stop()
             self._context.term()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
@@ -237,6 +247,7 @@ def serve(
     *,
     on_start: Callable[[Server], None] | None = None,
     sndhwm: int = 10_000,
+    curve: str | None = None,
 ) -> int:
     """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
 
@@ -247,7 +258,8 @@ def serve(
     and stored), the process ends at once with status 0 (``os._exit``) instead of returning.
     ``on_start(server)`` runs once it is up, before the endpoints are printed (for embedding: a
     producer of its own); ``sndhwm``: the event stream's high-water mark per subscriber
-    (messages; past it, dropped for that subscriber, which repairs from the store).
+    (messages; past it, dropped for that subscriber, which repairs from the store); ``curve``: a
+    CURVE keys directory (:mod:`zmqmon.shells.curve`): encrypted, only authorized clients.
     """
     logging.basicConfig(
         level=logging.INFO,
@@ -261,6 +273,7 @@ def serve(
     try:
         allow = AgentAllowList.parse(agents)
         caps = ServiceLimits.parse(limits or {})
+        keys = CurveServer.load(curve) if curve else None
     except ConfigError as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)
         return 2
@@ -278,6 +291,7 @@ def serve(
             agents=allow,
             limits=caps,
             sndhwm=sndhwm,
+            curve=keys,
         ).start()
     except Exception as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)
@@ -291,6 +305,13 @@ def serve(
             )
         else:
             log.info("agents may be imported from: %s", allow)
+        exposed = [e for e in server.endpoints.values() if not is_loopback(e)]
+        if exposed and keys is None:
+            log.warning(
+                "%s listen(s) beyond this machine without CURVE: anyone who reaches them reads "
+                "every execution and can run workflows; give --curve DIR (zmqmon keys DIR)",
+                ", ".join(exposed),
+            )
         if on_start is not None:
             on_start(server)
         print(json.dumps(server.endpoints), flush=True)

@@ -52,6 +52,7 @@ from zmqmon.errors import (
     ServiceError,
     WorkflowError,
 )
+from zmqmon.shells.curve import CurveServer
 from zmqmon.shells.publisher import EventPublisher
 from zmqmon.shells.store import Store
 
@@ -105,6 +106,7 @@ class StateService:
         agents: AgentAllowList | None = None,
         max_agents: int | None = None,
         max_request_bytes: int | None = None,
+        curve: CurveServer | None = None,
     ) -> None:
         self.store = store
         self.agents = agents
@@ -114,6 +116,8 @@ class StateService:
         self._context = context or zmq.Context.instance()
         sock = self._context.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 200)
+        if curve is not None:  # encrypted; only authorized clients (the context's authenticator)
+            curve.apply(sock)
         if max_request_bytes is not None:
             # ZeroMQ checks a message's size in its header, before allocating it: a bigger
             # request is never read (the connection is dropped), so it costs no memory here.

@@ -26,6 +26,7 @@ from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE
 from zmqmon.core.delivery import Delivery, Mode, Request
 from zmqmon.core.state import ExecutionState
 from zmqmon.shells.client import AsyncStateClient
+from zmqmon.shells.curve import CurveClient
 from zmqmon.shells.repair import answer_async
 from zmqmon.shells.subscriber import RCVHWM, STATE_RCVBUF, SubscriberBase, sub_socket
 
@@ -55,6 +56,7 @@ class AsyncSubscriber(SubscriberBase):
         keep_states: bool = True,
         max_lag: int = 1000,
         max_states: int = 10_000,
+        curve: CurveClient | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -75,12 +77,14 @@ class AsyncSubscriber(SubscriberBase):
             ctx = zmq.asyncio.Context.shadow(context)
         if rcvbuf is None and mode == "state":
             rcvbuf = STATE_RCVBUF
-        self._asocket: Any = sub_socket(ctx, events, rcvhwm, rcvbuf)
+        self._asocket: Any = sub_socket(ctx, events, rcvhwm, rcvbuf, curve)
         # Non-blocking reads through a sync shadow of the same socket: no future per message.
         # (Never closed itself: closing the asyncio socket closes the one underlying socket.)
         self._socket = zmq.Socket.shadow(self._asocket.underlying)
         self._client: AsyncStateClient | None = (
-            AsyncStateClient(state, timeout=request_timeout, context=ctx) if state else None
+            AsyncStateClient(state, timeout=request_timeout, context=ctx, curve=curve)
+            if state
+            else None
         )
         self._wakeup = asyncio.Event()
 

@@ -10,6 +10,9 @@ timed-out request is never taken for another.
 * :class:`AsyncStateClient` keeps many requests in flight on one socket (as a relay needs: one
   slow fetch must not hold back others); a reader task hands each reply to its waiter.
 
+``curve``: the service's CURVE public key and this client's key pair
+(:class:`~zmqmon.shells.curve.CurveClient`), when the service requires them.
+
 Every call raises :class:`~zmqmon.errors.ServiceUnavailableError` after ``timeout`` seconds without
 a reply, and the service's refusals as :class:`~zmqmon.errors.ServiceError` subclasses
 (``NotFoundError``, ``ConflictError``, ``BadRequestError``, ``InternalError``).
@@ -35,15 +38,18 @@ from zmqmon.core.events import Event
 from zmqmon.core.state import ExecutionState
 from zmqmon.core.workflow import WorkflowDefinition
 from zmqmon.errors import ServiceUnavailableError
+from zmqmon.shells.curve import CurveClient
 
 __all__ = ["AsyncStateClient", "StateClient"]
 
 T = TypeVar("T")
 
 
-def _dealer(context: zmq.Context[Any], endpoint: str) -> Any:
+def _dealer(context: zmq.Context[Any], endpoint: str, curve: CurveClient | None) -> Any:
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(sock)
     sock.connect(endpoint)
     return sock
 
@@ -63,11 +69,13 @@ class StateClient:
         *,
         timeout: float = 5.0,
         context: zmq.Context[Any] | None = None,
+        curve: CurveClient | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.curve = curve
         self._context = context or zmq.Context.instance()
-        self._socket = _dealer(self._context, endpoint)
+        self._socket = _dealer(self._context, endpoint, curve)
         self._lock = threading.Lock()
         self._next_id = 0
         self._closed = False
@@ -87,7 +95,7 @@ class StateClient:
                     if time.monotonic() < deadline:
                         continue
                     self._socket.close(0)
-                    self._socket = _dealer(self._context, self.endpoint)
+                    self._socket = _dealer(self._context, self.endpoint, self.curve)
                     raise _unanswered(self.endpoint, call.op, self.timeout)
                 reply = self._socket.recv()
                 if calls.reply_id(reply) == rid:
@@ -169,6 +177,7 @@ class AsyncStateClient:
         *,
         timeout: float = 5.0,
         context: zmq.Context[Any] | None = None,
+        curve: CurveClient | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
@@ -178,7 +187,7 @@ class AsyncStateClient:
             self._context = context
         else:
             self._context = zmq.asyncio.Context.shadow(context)
-        self._socket = _dealer(self._context, endpoint)
+        self._socket = _dealer(self._context, endpoint, curve)
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[bytes]] = {}
         self._reader: asyncio.Task[None] | None = None

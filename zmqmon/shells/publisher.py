@@ -33,6 +33,7 @@ from zmqmon.core.wire import (
     event_topic,
     loads,
 )
+from zmqmon.shells.curve import CurveServer
 from zmqmon.shells.store import Store
 
 __all__ = ["EventPublisher"]
@@ -59,10 +60,13 @@ class EventPublisher(EventEmitter):
         context: zmq.Context[Any] | None = None,
         publisher_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        curve: CurveServer | None = None,
     ) -> None:
         self._context = context or zmq.Context.instance()
         sock = self._context.socket(zmq.PUB)
         sock.setsockopt(zmq.SNDHWM, sndhwm)
+        if curve is not None:  # encrypted; only authorized clients (the context's authenticator)
+            curve.apply(sock)
         # Small linger: close() may wait a moment for queued frames, never forever.
         sock.setsockopt(zmq.LINGER, 200)
         # ">tcp://host:port" CONNECTS (to a `zmqmon proxy` frontend) instead of binding.

@@ -46,6 +46,7 @@ from zmqmon.core.state import ExecutionState
 from zmqmon.core.wire import HEARTBEAT_TOPIC, Heartbeat, decode_message
 from zmqmon.errors import ProtocolError, ServiceUnavailableError
 from zmqmon.shells.client import StateClient
+from zmqmon.shells.curve import CurveClient
 from zmqmon.shells.repair import answer
 
 __all__ = ["RCVHWM", "STATE_RCVBUF", "Subscriber", "SubscriberBase", "sub_socket"]
@@ -285,7 +286,11 @@ class SubscriberBase:
 
 
 def sub_socket(
-    context: zmq.Context[Any], endpoint: str, rcvhwm: int = RCVHWM, rcvbuf: int | None = None
+    context: zmq.Context[Any],
+    endpoint: str,
+    rcvhwm: int = RCVHWM,
+    rcvbuf: int | None = None,
+    curve: CurveClient | None = None,
 ) -> Any:
     """A SUB socket connected to ``endpoint``, subscribed to ``sys/heartbeat``.
 
@@ -296,6 +301,8 @@ def sub_socket(
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
     if rcvbuf is not None:
         sock.setsockopt(zmq.RCVBUF, rcvbuf)
+    if curve is not None:
+        curve.apply(sock)
     sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC)
     sock.connect(endpoint)
     return sock
@@ -311,7 +318,8 @@ class Subscriber(SubscriberBase):
     the system's in ``log`` mode, ``STATE_RCVBUF`` in ``state`` mode, so that what waits in
     queues stays well under a second of a flood); ``keep_states=False``: no reducer per event
     (:attr:`states` then holds snapshots only), for relays; ``max_states``: states of finished
-    executions kept (oldest dropped first; subscribed executions are kept).
+    executions kept (oldest dropped first; subscribed executions are kept); ``curve``: keys for
+    a service that requires CURVE (:class:`~zmqmon.shells.curve.CurveClient`).
     ``state=None`` runs without a state service: events arrive in order, but gaps are skipped
     (``stats.skipped``) instead of repaired, and ``subscribe_execution`` has no snapshot.
     Not thread-safe: use it from one thread (ZeroMQ sockets are not thread-safe).
@@ -333,6 +341,7 @@ class Subscriber(SubscriberBase):
         keep_states: bool = True,
         max_lag: int = 1000,
         max_states: int = 10_000,
+        curve: CurveClient | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -348,9 +357,9 @@ class Subscriber(SubscriberBase):
         ctx = context or zmq.Context.instance()
         if rcvbuf is None and mode == "state":
             rcvbuf = STATE_RCVBUF
-        self._socket = sub_socket(ctx, events, rcvhwm, rcvbuf)
+        self._socket = sub_socket(ctx, events, rcvhwm, rcvbuf, curve)
         self._client: StateClient | None = (
-            StateClient(state, timeout=request_timeout, context=ctx) if state else None
+            StateClient(state, timeout=request_timeout, context=ctx, curve=curve) if state else None
         )
 
     def subscribe_execution(

@@ -33,6 +33,7 @@ from zmqmon.core.events import Event, parse_event
 from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.core.workflow import WorkflowDefinition, parse_workflow
 from zmqmon.errors import WorkflowError, ZmqmonError
+from zmqmon.shells.curve import CurveClient, client_keys
 
 __all__ = ["load_workflow_file", "parse_inputs", "render", "run_file"]
 
@@ -276,10 +277,11 @@ def _run_remote(
     state_url: str,
     console: Console,
     interrupts: _Interrupts,
+    curve: CurveClient | None = None,
 ) -> int:
     from zmqmon.shells.client import StateClient
 
-    with StateClient(state_url) as client:
+    with StateClient(state_url, curve=curve) as client:
         execution_id = client.execute(workflow=definition.to_json_dict(), inputs=inputs)
         console.print(
             f"[bold]{escape(definition.name)}[/]: execution {execution_id} on {state_url}",
@@ -308,8 +310,11 @@ def run_file(
     state: str | None = None,
     events: str | None = None,
     inputs: Iterable[str] = (),
+    curve: tuple[str | None, str] | None = None,
 ) -> int:
-    """Run the workflow in ``path`` and follow it; the exit code (see the module docstring)."""
+    """Run the workflow in ``path`` and follow it; the exit code (see the module docstring).
+
+    ``curve``: (keys directory, client name) when the service requires CURVE."""
     console = Console(highlight=False)
     errors = Console(stderr=True, highlight=False)
     interrupts = _Interrupts()
@@ -320,7 +325,7 @@ def run_file(
         values = parse_inputs(inputs)
         if state is None:
             return _run_embedded(definition, values, events, console, interrupts)
-        return _run_remote(definition, values, state, console, interrupts)
+        return _run_remote(definition, values, state, console, interrupts, client_keys(curve))
     except WorkflowError as exc:
         errors.print(f"zmqmon run: {escape(str(path))}: {escape(str(exc))}", soft_wrap=True)
         return EXIT_INVALID

@@ -27,6 +27,7 @@ from zmqmon.core.events import Event, event_to_dict
 from zmqmon.core.state import ExecutionState
 from zmqmon.core.wire import EXEC_PREFIX, dumps
 from zmqmon.errors import ZmqmonError
+from zmqmon.shells.curve import client_keys
 from zmqmon.shells.subscriber import Subscriber
 
 __all__ = ["format_event", "format_snapshot", "tail"]
@@ -116,6 +117,7 @@ def tail(
     state: str,
     topic: str | None,
     as_json: bool,
+    curve: tuple[str | None, str] | None = None,
 ) -> int:
     """``zmqmon tail``: print events live; see the module doc for output and exit codes."""
     out = Console(highlight=False, soft_wrap=True)
@@ -150,7 +152,14 @@ def tail(
     # inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
     previous_int = signal.signal(signal.SIGINT, on_term)
     # log mode: every event, in order, however far behind the terminal falls
-    sub = Subscriber(events, state or None, mode="log", on_publisher_change=on_publisher_change)
+    try:
+        keys = client_keys(curve)
+    except ZmqmonError as exc:
+        err.print(f"zmqmon tail: {exc}", markup=False)
+        return 2
+    sub = Subscriber(
+        events, state or None, mode="log", on_publisher_change=on_publisher_change, curve=keys
+    )
     try:
         if execution_id is None:
             sub.subscribe_topic(topic or EXEC_PREFIX)

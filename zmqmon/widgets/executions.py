@@ -22,6 +22,7 @@ from zmqmon.core.delivery import Delivery, Snapshot
 from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.core.wire import EXEC_PREFIX
 from zmqmon.errors import NotFoundError, ZmqmonError
+from zmqmon.shells.curve import CurveClient
 from zmqmon.widgets.feed import Feed, SubscriberLike
 from zmqmon.widgets.view import STATUS_COLOURS, badge_html, execution_row
 
@@ -91,6 +92,7 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
         interval: float = 0.1,
         timeout: float = 5.0,
         context: zmq.Context[Any] | None = None,
+        curve: CurveClient | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,6 +101,7 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
         self.limit = limit
         self._timeout = timeout
         self._context = context
+        self._curve = curve
         self._lock = threading.RLock()
         self._closed = False
         self._client: Any = None
@@ -106,7 +109,9 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
         if self.state_endpoint:
             from zmqmon.shells.client import StateClient
 
-            with StateClient(self.state_endpoint, timeout=timeout, context=context) as client:
+            with StateClient(
+                self.state_endpoint, timeout=timeout, context=context, curve=curve
+            ) as client:
                 for st in client.executions(limit=limit):
                     self.executions[st.execution_id] = st
         self._header = widgets.HTML()
@@ -134,7 +139,11 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
 
         # state mode: a list stays current during a flood (snapshots replace backlogs)
         sub = Subscriber(
-            self.events_endpoint, self.state_endpoint, mode="state", context=self._context
+            self.events_endpoint,
+            self.state_endpoint,
+            mode="state",
+            context=self._context,
+            curve=self._curve,
         )
         client = None
         try:
@@ -143,7 +152,10 @@ class ExecutionsMonitor(widgets.VBox):  # type: ignore[misc]
                 from zmqmon.shells.client import StateClient
 
                 client = StateClient(
-                    self.state_endpoint, timeout=self._timeout, context=self._context
+                    self.state_endpoint,
+                    timeout=self._timeout,
+                    context=self._context,
+                    curve=self._curve,
                 )
         except BaseException:
             sub.close()

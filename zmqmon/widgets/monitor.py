@@ -24,6 +24,7 @@ from zmqmon.core.delivery import Delivery, Snapshot
 from zmqmon.core.events import Event
 from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.errors import ConflictError, ZmqmonError
+from zmqmon.shells.curve import CurveClient
 from zmqmon.widgets.feed import Feed, SubscriberLike
 from zmqmon.widgets.view import AgentRow, ExecutionView, badge_html, execution_view, format_event
 
@@ -108,6 +109,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         timeout: float = 5.0,
         heartbeat_timeout: float = 3.0,
         context: zmq.Context[Any] | None = None,
+        curve: CurveClient | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +119,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self.state_endpoint = from_env("state", state)
         self._timeout = timeout
         self._context = context
+        self._curve = curve
         self._lock = threading.RLock()
         self._log: deque[Event] = deque(maxlen=max(1, log_size))
         self._notice = ""
@@ -195,7 +198,9 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             return ExecutionState(execution_id=self.execution_id, workflow_id="")
         from zmqmon.shells.client import StateClient
 
-        with StateClient(self.state_endpoint, timeout=self._timeout, context=self._context) as c:
+        with StateClient(
+            self.state_endpoint, timeout=self._timeout, context=self._context, curve=self._curve
+        ) as c:
             return c.snapshot(self.execution_id)
 
     def _open(self) -> SubscriberLike:
@@ -206,6 +211,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             self.state_endpoint,
             mode="state",  # current during a flood: a snapshot replaces a backlog
             context=self._context,
+            curve=self._curve,
             heartbeat_timeout=self._heartbeat_timeout,
             on_publisher_change=self._on_publisher_change,
         )
@@ -340,7 +346,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self._cancel.disabled = True
         try:
             with StateClient(
-                self.state_endpoint, timeout=self._timeout, context=self._context
+                self.state_endpoint, timeout=self._timeout, context=self._context, curve=self._curve
             ) as client:
                 client.cancel(self.execution_id, reason)
         except ConflictError:
