@@ -11,6 +11,7 @@ and so do ``serve --agents`` (``ZMQMON_AGENTS``) and the service's limits (``--m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +37,15 @@ def _curve_client_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--curve-client", metavar="NAME", help="which client key pair " + _env_help("curve_client")
     )
+
+
+def _bridge_state(args: argparse.Namespace) -> str:
+    """The bridge's state service: given, or the default — unless only ``--events`` was given
+    (a proxy's backend, many executors behind it): then none, each execution's heartbeats name
+    its own (contract §6)."""
+    if args.state or os.environ.get(ENV["state"]) or not args.events:
+        return from_env("state", args.state) or ""
+    return ""
 
 
 def _curve(args: argparse.Namespace) -> tuple[str | None, str]:
@@ -66,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="CURVE keys (zmqmon keys DIR): encrypt the stream and the state service and admit "
         "only the clients in DIR/authorized " + _env_help("curve"),
     )
+    serve.add_argument(
+        "--advertise-state",
+        metavar="URL",
+        help="the state endpoint heartbeats name, where the bound one is not reachable from "
+        "other hosts " + _env_help("advertise_state"),
+    )
     limits = serve.add_argument_group("limits (see docs/protocol.md, Limits)")
     limits.add_argument(
         "--max-request-bytes",
@@ -91,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bridge = sub.add_parser("bridge", help="WebSocket bridge and dashboard")
     bridge.add_argument("--events", help="event stream to subscribe to " + _env_help("events"))
-    bridge.add_argument("--state", help="state service to ask " + _env_help("state"))
+    bridge.add_argument(
+        "--state",
+        help="state service to ask; with --events alone, none: each publisher's heartbeats "
+        "name theirs " + _env_help("state"),
+    )
     bridge.add_argument("--host", help="address to bind " + _env_help("host"))
     bridge.add_argument("--port", type=int, help="port to bind, 0 = any " + _env_help("port"))
     auth = bridge.add_mutually_exclusive_group()
@@ -168,13 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             agents=from_env("agents", args.agents) or "",
             limits={name: from_env(name, getattr(args, name)) for name in _LIMITS},
             curve=from_env("curve", args.curve),
+            advertise_state=from_env("advertise_state", args.advertise_state),
         )
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge
 
         return run_bridge(
             events=from_env("events", args.events) or "",
-            state=from_env("state", args.state) or "",
+            state=_bridge_state(args),
             host=from_env("host", args.host) or "",
             port=int(from_env("port", None if args.port is None else str(args.port)) or 0),
             # keep_empty: an empty secret or key given explicitly is refused, not "auth off"

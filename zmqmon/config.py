@@ -46,6 +46,7 @@ ENV: Final = {
     "max_events_in_memory": "ZMQMON_MAX_EVENTS_IN_MEMORY",
     "max_workers": "ZMQMON_MAX_WORKERS",
     "curve": "ZMQMON_CURVE",
+    "advertise_state": "ZMQMON_ADVERTISE_STATE",
     "curve_client": "ZMQMON_CURVE_CLIENT",
 }
 
@@ -65,6 +66,7 @@ _DEFAULTS: Final[dict[str, str | None]] = {
     "max_events_in_memory": "1000",
     "max_workers": "8",
     "curve": None,
+    "advertise_state": None,
     "curve_client": "client",
 }
 

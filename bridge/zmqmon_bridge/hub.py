@@ -40,11 +40,20 @@ from typing import Any, Final, Protocol
 
 from zmqmon.core import calls
 from zmqmon.core.clone import CloneCore
-from zmqmon.core.delivery import MODES, EventsPage, FetchEvents, Mode, Reply, Request, Snapshot
+from zmqmon.core.delivery import (
+    MODES,
+    EventsPage,
+    FetchEvents,
+    Mode,
+    Reply,
+    Request,
+    Snapshot,
+    Unavailable,
+)
 from zmqmon.core.wire import Heartbeat
 from zmqmon.errors import NotFoundError, ProtocolError, ZmqmonError
 from zmqmon.shells.client import AsyncStateClient
-from zmqmon.shells.repair import failure
+from zmqmon.shells.repair import StateClients, failure
 from zmqmon_bridge.owners import OwnerBook
 from zmqmon_bridge.protocol import ConnectionState, Subscription
 from zmqmon_bridge.relayed import Relayed, decode, from_stored, snapshot_frame
@@ -121,7 +130,7 @@ class Hub:
     def __init__(
         self,
         upstream_factory: Callable[[Callable[[bytes, bytes], None]], Upstream],
-        client: AsyncStateClient,
+        clients: StateClients[AsyncStateClient],
         *,
         auth_enabled: bool,
         repair_timeout: float = 5.0,
@@ -132,7 +141,8 @@ class Hub:
     ) -> None:
         self.upstream: Upstream = upstream_factory(self.on_message)
         self.upstream.on_batch = self.on_batch
-        self.client = client
+        #: the configured state service, and each one heartbeats name (executors behind a proxy)
+        self.clients = clients
         self.auth_enabled = auth_enabled
         self.repair_timeout = repair_timeout
         self.flush_delay = flush_delay
@@ -157,8 +167,8 @@ class Hub:
         self._dirty: list[Sink] = []
         self._ticker: asyncio.Task[None] | None = None
         self._requests = asyncio.Semaphore(MAX_REQUESTS)
-        self._pages: OrderedDict[tuple[str, int, int], EventsPage] = OrderedDict()
-        self._in_flight: dict[tuple[str, int, int], asyncio.Future[Reply]] = {}
+        self._pages: OrderedDict[tuple[str, int, int, str | None], EventsPage] = OrderedDict()
+        self._in_flight: dict[tuple[str, int, int, str | None], asyncio.Future[Reply]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -330,7 +340,12 @@ class Hub:
             async with self._requests:
                 return await self._answer(request)
         size = request.limit
-        key = (request.execution_id, request.after_seq - request.after_seq % size, size)
+        key = (
+            request.execution_id,
+            request.after_seq - request.after_seq % size,
+            size,
+            request.owner,
+        )
         page = self._pages.get(key)
         if page is not None:
             self._pages.move_to_end(key)
@@ -342,26 +357,43 @@ class Hub:
             flight.add_done_callback(lambda _: self._in_flight.pop(key, None))
         return await asyncio.shield(flight)
 
-    async def _page(self, key: tuple[str, int, int]) -> Reply:
-        execution_id, after, size = key
+    async def _page(self, key: tuple[str, int, int, str | None]) -> Reply:
+        execution_id, after, size, owner = key
         async with self._requests:
-            reply = await self._answer(FetchEvents(execution_id, after, size))
+            reply = await self._answer(FetchEvents(execution_id, after, size, owner))
         if isinstance(reply, EventsPage) and len(reply.events) == size:
             self._pages[key] = reply  # full: what it holds can never change
             while len(self._pages) > _PAGES:
                 self._pages.popitem(last=False)
         return reply
 
+    def client_for(self, execution_id: str | None = None) -> AsyncStateClient | None:
+        """The state service owning an execution: the one its heartbeats name, else the
+        configured one (None: neither is known)."""
+        owner = None if execution_id is None else self.lanes["log"].owners.get(execution_id)
+        return self.clients.get(owner)
+
+    @property
+    def client(self) -> AsyncStateClient | None:
+        """The configured state service (or None: only those heartbeats name)."""
+        return self.clients.get(None)
+
     async def _answer(self, request: Request) -> Reply:
+        # (a connection's core hears no heartbeats: the lanes know who owns what)
+        client = self.clients.get(
+            request.owner or self.lanes["log"].owners.get(request.execution_id)
+        )
+        if client is None:
+            return Unavailable("no state service known for it yet")
         try:
             if isinstance(request, FetchEvents):
-                items, last = await self.client.call(
+                items, last = await client.call(
                     calls.events_raw(
                         request.execution_id, request.after_seq, request.limit, fresh=False
                     )
                 )
                 return EventsPage(self._stored(request.execution_id, items), last)
-            state = await self.client.call(calls.snapshot(request.execution_id, fresh=False))
+            state = await client.call(calls.snapshot(request.execution_id, fresh=False))
             self.learn_owner(state.execution_id, state.user_id)
             return state
         except ZmqmonError as exc:
@@ -394,8 +426,11 @@ class Hub:
         delay = 0.02
         try:
             while not self.owners.known(execution_id):
+                client = self.client_for(execution_id)
                 try:
-                    state = await self.client.snapshot(execution_id)
+                    if client is None:
+                        raise NotFoundError("no state service known for it yet")
+                    state = await client.snapshot(execution_id)
                 except NotFoundError:
                     pass
                 except ZmqmonError:

@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, is_loopback
 from zmqmon.shells.client import AsyncStateClient
 from zmqmon.shells.curve import CurveClient, client_keys
+from zmqmon.shells.repair import StateClients
 from zmqmon_bridge.auth import ANONYMOUS, Authenticator
 from zmqmon_bridge.hub import Hub
 from zmqmon_bridge.protocol import CLOSE_TRY_AGAIN, ConnectionState, Principal, RateLimiter
@@ -117,7 +118,7 @@ class Bridge:
     def __init__(
         self,
         events: str = DEFAULT_EVENTS,
-        state: str = DEFAULT_STATE,
+        state: str | None = DEFAULT_STATE,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
@@ -175,7 +176,10 @@ class Bridge:
         self._context = zmq.asyncio.Context()
         ctx = self._context
         lim = self.limits
-        client = AsyncStateClient(self.state_endpoint, context=ctx, curve=self.curve)
+        clients: StateClients[AsyncStateClient] = StateClients(
+            self.state_endpoint or None,
+            lambda endpoint: AsyncStateClient(endpoint, context=ctx, curve=self.curve),
+        )
         self.hub = Hub(
             lambda on_message: Upstream(
                 self.events,
@@ -185,7 +189,7 @@ class Bridge:
                 rcvbuf=lim.upstream_rcvbuf,
                 curve=self.curve,
             ),
-            client,
+            clients,
             auth_enabled=self.auth.enabled,
             repair_timeout=lim.repair_timeout,
             lane_buffer=lim.lane_buffer,
@@ -221,7 +225,7 @@ class Bridge:
                 for conn in list(server.connections):
                     conn.transport.abort()
         await self.hub.close()
-        self.hub.client.close()
+        self.hub.clients.close()
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
@@ -353,7 +357,7 @@ def run_bridge(
     try:
         bridge = Bridge(
             events or DEFAULT_EVENTS,
-            state or DEFAULT_STATE,
+            state or None,  # none: the state services heartbeats name, one per publisher
             host or "127.0.0.1",
             port,
             jwt_secret=jwt_secret,

@@ -38,7 +38,7 @@ from websockets.protocol import State
 from zmqmon.core.clone import CloneCore
 from zmqmon.core.delivery import Mode, Request, Snapshot
 from zmqmon.core.events import format_timestamp
-from zmqmon.errors import NotFoundError, ZmqmonError
+from zmqmon.errors import NotFoundError, ServiceUnavailableError, ZmqmonError
 from zmqmon_bridge.hub import Hub, Item
 from zmqmon_bridge.protocol import (
     CLOSE_POLICY,
@@ -394,8 +394,11 @@ class Session:
         self.state.add(sub, mode)
         self.hub.subscribe(self, sub, mode)
         request = self.core.subscribe_execution(execution_id, after_seq, mode=mode)
+        client = self.hub.client_for(execution_id)
         try:
-            snap = await self.hub.client.snapshot(execution_id)
+            if client is None:
+                raise ServiceUnavailableError("no state service known for it yet")
+            snap = await client.snapshot(execution_id)
         except NotFoundError:
             self._undo(sub)
             self.error("not_found", f"no execution {execution_id!r}", executionId=execution_id)

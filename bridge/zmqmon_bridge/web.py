@@ -27,7 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from zmqmon.core.wire import dumps
-from zmqmon.errors import AuthError, ZmqmonError
+from zmqmon.errors import AuthError, ServiceUnavailableError, ZmqmonError
 from zmqmon_bridge.auth import Authenticator
 from zmqmon_bridge.hub import Hub
 from zmqmon_bridge.metrics import CONTENT_TYPE, BridgeMetrics
@@ -143,8 +143,11 @@ class HttpRoutes:
             principal = self.auth.from_request(raw_path, headers)
         except AuthError as exc:
             return respond(conn, 401, dumps({"error": str(exc)}), "application/json")
+        client = self.hub.client
         try:
-            states = await self.hub.client.executions(limit=100)
+            if client is None:
+                raise ServiceUnavailableError("no state service configured (--state)")
+            states = await client.executions(limit=100)
         except ZmqmonError as exc:
             return respond(conn, 503, dumps({"error": str(exc)}), "application/json")
         visible = [s for s in states if principal.can_see(s.user_id)]

@@ -20,6 +20,7 @@ from zmqmon.core.requests import encode_ok
 from zmqmon.core.state import ExecutionState, replay
 from zmqmon.core.wire import HEARTBEAT_TOPIC, dumps, encode_event
 from zmqmon.errors import NotFoundError
+from zmqmon.shells.repair import StateClients
 
 
 class FakeUpstream:
@@ -139,8 +140,13 @@ def event(execution_id: str, seq: int, user: str | None = "alice") -> dict[str, 
 def make(auth: bool = False, **kwargs: Any) -> tuple[Hub, FakeClient]:
     client = FakeClient()
     kwargs.setdefault("repair_timeout", 1.0)
-    hub = Hub(FakeUpstream, client, auth_enabled=auth, **kwargs)  # type: ignore[arg-type]
+    hub = Hub(FakeUpstream, clients(client), auth_enabled=auth, **kwargs)  # type: ignore[arg-type]
     return hub, client
+
+
+def clients(client: FakeClient) -> StateClients[Any]:
+    """The hub's state services: the one configured, here the fake."""
+    return StateClients("tcp://fake", lambda endpoint: client)
 
 
 def publish(hub: Hub, client: FakeClient, ev: dict[str, Any], *, lost: bool = False) -> None:
@@ -299,7 +305,7 @@ class SlowClient(FakeClient):
 
 async def test_a_slow_fetch_holds_back_no_other_execution() -> None:
     client = SlowClient("slow")
-    hub = Hub(FakeUpstream, client, auth_enabled=False)  # type: ignore[arg-type]
+    hub = Hub(FakeUpstream, clients(client), auth_enabled=False)  # type: ignore[arg-type]
     sink = FakeSink(Principal(None, True))
     subscribe(hub, sink)
     for eid in ("slow", "fast"):

@@ -196,6 +196,8 @@ class CloneCore(Generic[E]):
         self._buffered = 0  # live events held in all trackers' buffers
         self._was_alive = False
         self._filters_version = 0  # bumped by every change of workflow or topic filters
+        #: execution → the state service its publisher's heartbeats name (bounded, newest kept)
+        self.owners: OrderedDict[str, str] = OrderedDict()
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -223,7 +225,7 @@ class CloneCore(Generic[E]):
         request = None
         if after_seq is None:
             t.base_known, t.fresh = False, True
-            request = t.outstanding = FetchSnapshot(execution_id)
+            request = t.outstanding = FetchSnapshot(execution_id, self.owners.get(execution_id))
         else:
             t.known_last = t.quiet_until = max(0, after_seq)
             if not self.keep_states:  # nothing to rebuild: start right after it
@@ -398,6 +400,14 @@ class CloneCore(Generic[E]):
         """A heartbeat: the publisher lives, and the last seq of its recent executions."""
         self.stats.heartbeats += 1
         self.touch(now)
+        if heartbeat.state is not None:  # who owns them: where their repairs are asked for
+            owners, state = self.owners, heartbeat.state
+            for eid in heartbeat.executions:
+                if owners.get(eid) != state:
+                    owners[eid] = state
+                    owners.move_to_end(eid)
+            while len(owners) > self.max_tracked:
+                owners.popitem(last=False)
         for eid, last in heartbeat.executions.items():
             t = self._trackers.get(eid)
             if t is None:
@@ -520,7 +530,7 @@ class CloneCore(Generic[E]):
                     t.snapshot_due = t.announce = True  # replace the backlog
                     self.stats.resnapshots += 1
             if t.snapshot_due:
-                t.outstanding = FetchSnapshot(eid)
+                t.outstanding = FetchSnapshot(eid, self.owners.get(eid))
                 out.append(t.outstanding)
                 continue
             if budget is not None and budget <= 0:
@@ -528,7 +538,7 @@ class CloneCore(Generic[E]):
             limit = self.page_size if budget is None else min(self.page_size, budget)
             if budget is not None:
                 budget -= limit
-            t.outstanding = FetchEvents(eid, t.delivered, limit)
+            t.outstanding = FetchEvents(eid, t.delivered, limit, self.owners.get(eid))
             self.stats.fetches += 1
             out.append(t.outstanding)
         return out

@@ -67,18 +67,21 @@ class Sequenced(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class FetchEvents:
-    """Ask for ``events(execution_id, afterSeq=after_seq, limit=limit)``."""
+    """Ask for ``events(execution_id, afterSeq=after_seq, limit=limit)`` — of ``owner``, the
+    state service a heartbeat named for it, when one did (None: the configured one)."""
 
     execution_id: str
     after_seq: int
     limit: int
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FetchSnapshot:
-    """Ask for ``snapshot(execution_id)``."""
+    """Ask for ``snapshot(execution_id)`` (of ``owner``, as for :class:`FetchEvents`)."""
 
     execution_id: str
+    owner: str | None = None
 
 
 Request: TypeAlias = FetchEvents | FetchSnapshot

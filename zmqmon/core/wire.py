@@ -129,19 +129,25 @@ class Heartbeat(BaseModel):
     #: execution id → its last seq; bounded like every seq (a hostile heartbeat would otherwise
     #: send subscribers fetching ranges no store can hold)
     executions: dict[str, Annotated[int, Field(ge=0, le=MAX_SEQ)]] = Field(default_factory=dict)
+    #: where subscribers reach the state service owning these executions (contract §3)
+    state: Annotated[str, Field(max_length=1024)] | None = None
 
 
 def encode_heartbeat(
-    publisher_id: str, timestamp: str, executions: Mapping[str, int]
+    publisher_id: str,
+    timestamp: str,
+    executions: Mapping[str, int],
+    state: str | None = None,
 ) -> tuple[bytes, bytes]:
-    """Encode a heartbeat as ``(topic, payload)``."""
-    return HEARTBEAT_TOPIC, dumps(
-        {
-            "publisherId": publisher_id,
-            "timestamp": timestamp,
-            "executions": dict(executions),
-        }
-    )
+    """Encode a heartbeat as ``(topic, payload)``; ``state``: the owning state service."""
+    body: dict[str, object] = {
+        "publisherId": publisher_id,
+        "timestamp": timestamp,
+        "executions": dict(executions),
+    }
+    if state is not None:
+        body["state"] = state
+    return HEARTBEAT_TOPIC, dumps(body)
 
 
 def decode_message(frames: Sequence[bytes]) -> Event | Heartbeat:

@@ -80,8 +80,10 @@ class Server:
         agents: AgentAllowList = AgentAllowList(),  # noqa: B008 - frozen, shared safely
         limits: ServiceLimits = ServiceLimits(),  # noqa: B008 - frozen, shared safely
         curve: CurveServer | None = None,
+        advertise_state: str | None = None,
     ) -> None:
         self._events_endpoint = events
+        self.advertise_state = advertise_state
         self.curve = curve
         self._authenticator: Any = None
         self._state_endpoint = state
@@ -150,6 +152,9 @@ class Server:
             self.stop()
             raise
         self.endpoints = {"events": self.publisher.endpoint, "state": self.service.endpoint}
+        # Heartbeats name the state service owning these executions: behind a proxy,
+        # subscribers route each execution's snapshot and gap requests there (contract §3).
+        self.publisher.state_endpoint = self.advertise_state or self.service.endpoint
         if self.engine is not None:  # handles carry them, for monitors to connect
             self.engine.endpoints = dict(self.endpoints)
         log.info("zmqmon service: events %(events)s, state %(state)s", self.endpoints)
@@ -248,6 +253,7 @@ def serve(
     on_start: Callable[[Server], None] | None = None,
     sndhwm: int = 10_000,
     curve: str | None = None,
+    advertise_state: str | None = None,
 ) -> int:
     """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
 
@@ -259,7 +265,9 @@ def serve(
     ``on_start(server)`` runs once it is up, before the endpoints are printed (for embedding: a
     producer of its own); ``sndhwm``: the event stream's high-water mark per subscriber
     (messages; past it, dropped for that subscriber, which repairs from the store); ``curve``: a
-    CURVE keys directory (:mod:`zmqmon.shells.curve`): encrypted, only authorized clients.
+    CURVE keys directory (:mod:`zmqmon.shells.curve`): encrypted, only authorized clients;
+    ``advertise_state``: the state endpoint heartbeats name, where the bound one is not reachable
+    from other hosts (``tcp://0.0.0.0:…`` bound, ``tcp://host-a:5557`` advertised).
     """
     logging.basicConfig(
         level=logging.INFO,
@@ -292,6 +300,7 @@ def serve(
             limits=caps,
             sndhwm=sndhwm,
             curve=keys,
+            advertise_state=advertise_state,
         ).start()
     except Exception as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)

@@ -27,7 +27,7 @@ from zmqmon.core.delivery import Delivery, Mode, Request
 from zmqmon.core.state import ExecutionState
 from zmqmon.shells.client import AsyncStateClient
 from zmqmon.shells.curve import CurveClient
-from zmqmon.shells.repair import answer_async
+from zmqmon.shells.repair import StateClients, answer_async
 from zmqmon.shells.subscriber import RCVHWM, STATE_RCVBUF, SubscriberBase, sub_socket
 
 __all__ = ["AsyncSubscriber"]
@@ -81,10 +81,11 @@ class AsyncSubscriber(SubscriberBase):
         # Non-blocking reads through a sync shadow of the same socket: no future per message.
         # (Never closed itself: closing the asyncio socket closes the one underlying socket.)
         self._socket = zmq.Socket.shadow(self._asocket.underlying)
-        self._client: AsyncStateClient | None = (
-            AsyncStateClient(state, timeout=request_timeout, context=ctx, curve=curve)
-            if state
-            else None
+        self._clients: StateClients[AsyncStateClient] = StateClients(
+            state or None,
+            lambda endpoint: AsyncStateClient(
+                endpoint, timeout=request_timeout, context=ctx, curve=curve
+            ),
         )
         self._wakeup = asyncio.Event()
 
@@ -99,7 +100,7 @@ class AsyncSubscriber(SubscriberBase):
         if request is None:
             self._wakeup.set()
             return None
-        reply = await answer_async(self._client, request)
+        reply = await answer_async(self._clients, request)
         state = self._subscribed_answer(execution_id, reply, request)
         self._wakeup.set()  # a waiting recv() may have events to hand out now
         return state
@@ -150,7 +151,7 @@ class AsyncSubscriber(SubscriberBase):
             self._core.on_reply(request, reply, time.monotonic())
 
     async def _ask(self, request: Request) -> Any:
-        return await answer_async(self._client, request)
+        return await answer_async(self._clients, request)
 
     def __aiter__(self) -> AsyncIterator[Delivery]:
         return self._iterate()
@@ -168,8 +169,7 @@ class AsyncSubscriber(SubscriberBase):
         self._closed = True
         self._wakeup.set()
         self._asocket.close(0)
-        if self._client is not None:
-            self._client.close()
+        self._clients.close()
 
     async def __aenter__(self) -> AsyncSubscriber:
         return self

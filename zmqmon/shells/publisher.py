@@ -84,6 +84,9 @@ class EventPublisher(EventEmitter):
             endpoint[1:] if connect else sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         )
         self.publisher_id: str = publisher_id or uuid.uuid4().hex
+        #: the state service owning what this publishes, named in each heartbeat (set by the
+        #: service once it is bound: its endpoint, or the one it advertises)
+        self.state_endpoint: str | None = None
         self.store = store
         self._closed = False
         # Bound once: the hot path avoids attribute lookups it can.
@@ -123,7 +126,7 @@ class EventPublisher(EventEmitter):
         """Send one ``sys/heartbeat`` now; returns the executions it listed."""
         executions = self.last_seqs()
         topic, payload = encode_heartbeat(
-            self.publisher_id, format_timestamp(self.now()), executions
+            self.publisher_id, format_timestamp(self.now()), executions, self.state_endpoint
         )
         with self._lock:
             if not self._closed:

@@ -47,7 +47,7 @@ from zmqmon.core.wire import HEARTBEAT_TOPIC, Heartbeat, decode_message
 from zmqmon.errors import ProtocolError, ServiceUnavailableError
 from zmqmon.shells.client import StateClient
 from zmqmon.shells.curve import CurveClient
-from zmqmon.shells.repair import answer
+from zmqmon.shells.repair import StateClients, answer
 
 __all__ = ["RCVHWM", "STATE_RCVBUF", "Subscriber", "SubscriberBase", "sub_socket"]
 
@@ -358,8 +358,12 @@ class Subscriber(SubscriberBase):
         if rcvbuf is None and mode == "state":
             rcvbuf = STATE_RCVBUF
         self._socket = sub_socket(ctx, events, rcvhwm, rcvbuf, curve)
-        self._client: StateClient | None = (
-            StateClient(state, timeout=request_timeout, context=ctx, curve=curve) if state else None
+        # the configured state service, and those heartbeats name (executors behind a proxy)
+        self._clients: StateClients[StateClient] = StateClients(
+            state or None,
+            lambda endpoint: StateClient(
+                endpoint, timeout=request_timeout, context=ctx, curve=curve
+            ),
         )
 
     def subscribe_execution(
@@ -375,7 +379,7 @@ class Subscriber(SubscriberBase):
         self._sync_subscriptions()  # subscribe FIRST, then ask for the snapshot
         if request is None:
             return None
-        return self._subscribed_answer(execution_id, answer(self._client, request), request)
+        return self._subscribed_answer(execution_id, answer(self._clients, request), request)
 
     def recv(self, timeout: float | None = None) -> Delivery | None:
         """The next delivery — an event, or in ``state`` mode a snapshot; None after
@@ -404,7 +408,7 @@ class Subscriber(SubscriberBase):
         core = self._core
         self._traffic_waiting(now)
         for request in core.poll(now, self._room()):
-            core.on_reply(request, answer(self._client, request), time.monotonic())
+            core.on_reply(request, answer(self._clients, request), time.monotonic())
 
     def __iter__(self) -> Iterator[Delivery]:
         while not self._closed:
@@ -418,8 +422,7 @@ class Subscriber(SubscriberBase):
             return
         self._closed = True
         self._socket.close(0)
-        if self._client is not None:
-            self._client.close()
+        self._clients.close()
 
     def __enter__(self) -> Subscriber:
         return self
