@@ -97,16 +97,16 @@ def events(
 ) -> Call[tuple[list[Event], int]]:
     """``events`` → (events with seq > ``after_seq``, the execution's ``lastSeq``).
     ``fresh=False``: what is committed, at once (for a repair, which asks again for more)."""
-    return Call(
-        "events",
-        {
-            "executionId": execution_id,
-            "afterSeq": after_seq,
-            "limit": limit,
-            "fresh": _fresh(fresh),
-        },
-        _events,
-    )
+    return Call("events", _events_fields(execution_id, after_seq, limit, fresh), _events)
+
+
+def _events_fields(execution_id: str, after_seq: int, limit: int, fresh: bool) -> dict[str, Any]:
+    return {
+        "executionId": execution_id,
+        "afterSeq": after_seq,
+        "limit": limit,
+        "fresh": _fresh(fresh),
+    }
 
 
 def _events_raw(reply: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
@@ -121,16 +121,7 @@ def events_raw(
 ) -> Call[tuple[list[dict[str, Any]], int]]:
     """``events`` as wire dicts, not validated (for a relay that validates what it relays and
     keeps the bytes): (events with seq > ``after_seq``, the execution's ``lastSeq``)."""
-    return Call(
-        "events",
-        {
-            "executionId": execution_id,
-            "afterSeq": after_seq,
-            "limit": limit,
-            "fresh": _fresh(fresh),
-        },
-        _events_raw,
-    )
+    return Call("events", _events_fields(execution_id, after_seq, limit, fresh), _events_raw)
 
 
 def executions(
