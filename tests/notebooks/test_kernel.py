@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from datetime import datetime
 from math import ceil
 from pathlib import Path
@@ -123,11 +124,12 @@ def _seconds(msg: dict[str, Any]) -> float:
 async def test_monitor_live_in_a_busy_kernel(server: Any, jupyter_env: Path) -> None:
     ep = server.endpoints
     args = f"events={ep['events']!r}, state={ep['state']!r}"
-    early = server.submit(_workflow(0.8, 16))
-    late = server.submit(_workflow(1.2, 12))
+    # Submitted once the kernel is up (below): a slow kernel start must not let them finish
+    # before the cells that watch them run. The cells name them through these.
+    early_id, late_id = "EARLY_ID", "LATE_ID"
     # The flood: a synthetic execution published straight through the service's publisher.
     pub = server.publisher
-    flood_id, flood_wf = "flood-" + early.id[:8], "wf-flood"
+    flood_id, flood_wf = "flood-" + uuid.uuid4().hex[:8], "wf-flood"
     pub.emit_execution_started(
         flood_id,
         flood_wf,
@@ -139,9 +141,9 @@ async def test_monitor_live_in_a_busy_kernel(server: Any, jupyter_env: Path) -> 
 
     cells = [
         "import json, time, zmqmon",
-        f"mon = zmqmon.monitor({early.id!r}, {args})\nmon",
+        f"mon = zmqmon.monitor({early_id!r}, {args})\nmon",
         "# blocking-early\nwhile not mon.state.is_terminal:\n    time.sleep(0.05)",
-        f"late = zmqmon.monitor({late.id!r}, {args})\nlate",
+        f"late = zmqmon.monitor({late_id!r}, {args})\nlate",
         "# blocking-late\nwhile not late.state.is_terminal:\n    time.sleep(0.05)",
         f"flood = zmqmon.monitor({flood_id!r}, {args})\nflood",
         "# blocking-flood\nwhile not flood.state.is_terminal:\n    time.sleep(0.05)",
@@ -154,6 +156,10 @@ async def test_monitor_live_in_a_busy_kernel(server: Any, jupyter_env: Path) -> 
     async with client.async_setup_kernel():
         watcher = IopubWatcher(client.kc.get_connection_info())
         try:
+            early = server.submit(_workflow(0.8, 16))
+            late = server.submit(_workflow(1.2, 12))
+            for cell in nb.cells:
+                cell.source = cell.source.replace(early_id, early.id).replace(late_id, late.id)
             await client.async_execute_cell(nb.cells[0], 0)
             await client.async_execute_cell(nb.cells[1], 1)
             await client.async_execute_cell(nb.cells[2], 2)
