@@ -355,7 +355,18 @@ class Hub:
         if flight is None:
             flight = self._in_flight[key] = asyncio.ensure_future(self._page(key))
             flight.add_done_callback(lambda _: self._in_flight.pop(key, None))
-        return await asyncio.shield(flight)
+        reply = await asyncio.shield(flight)
+        after = request.after_seq
+        if (
+            isinstance(reply, EventsPage)
+            and reply.last_seq > after
+            and not any(e.seq > after for e in reply.events)
+        ):
+            # The grid's page stopped short of where this one starts (a reply is capped in
+            # bytes: large events fill it early): ask from there.
+            async with self._requests:
+                return await self._answer(request)
+        return reply
 
     async def _page(self, key: tuple[str, int, int, str | None]) -> Reply:
         execution_id, after, size, owner = key

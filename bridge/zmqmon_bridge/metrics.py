@@ -66,6 +66,11 @@ class _Collector:
             "zmqmon_bridge_events_out", "Event deliveries to clients", value=c.events_out
         )
         yield CounterMetricFamily(
+            "zmqmon_bridge_malformed_messages",
+            "Messages from ZeroMQ that were not [topic, payload]: never relayed",
+            value=hub.upstream.malformed,
+        )
+        yield CounterMetricFamily(
             "zmqmon_bridge_skipped_live",
             "Live events not decoded: their execution was being caught up from the store",
             value=c.skipped_live,

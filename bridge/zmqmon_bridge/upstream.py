@@ -32,6 +32,7 @@ RCVHWM: Final = 10_000  # messages queued in the bridge before the publisher dro
 RCVBUF: Final = 1024 * 1024  # the kernel's share of that queue (bytes): well under a second
 _BATCH: Final = 256  # messages per loop turn ...
 _BATCH_BYTES: Final = 256 * 1024  # ... or bytes, whichever comes first
+_NOBLOCK: Final = int(zmq.NOBLOCK)  # (a plain int: no enum built per call)
 
 
 class Upstream:
@@ -64,6 +65,7 @@ class Upstream:
         self._task: asyncio.Task[None] | None = None
         self.last_traffic: float | None = None  # monotonic time of the last message
         self.messages = 0
+        self.malformed = 0  # messages that were not two frames: never relayed
 
     @property
     def refcounts(self) -> dict[str, int]:
@@ -94,25 +96,33 @@ class Upstream:
     async def _read(self) -> None:
         sock = self._socket
         sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)  # non-blocking reads
+        recv = sync.recv
         handle = self._on_message
         while True:
-            frames = await sock.recv_multipart(copy=True)
-            n = 1
-            if len(frames) == 2:
-                handle(frames[0], frames[1])
+            await sock.poll()  # (for POLLIN: a message waits)
             # Drain what is already queued without yielding per message (cheaper), but give
             # the loop a turn every batch so that clients' messages and writes are served too.
-            budget = _BATCH_BYTES
+            # Frames, not recv_multipart: a frame says whether more follow (recv_multipart asks
+            # the socket twice per message, a third of what a message costs here).
+            n, budget = 0, _BATCH_BYTES
             while n < _BATCH and budget > 0:
                 try:
-                    frames = sync.recv_multipart(zmq.NOBLOCK)
+                    first = recv(_NOBLOCK, copy=False)
                 except zmq.Again:
                     break
                 n += 1
-                if len(frames) != 2:
+                if not first.more:
+                    self.malformed += 1
                     continue
-                budget -= len(frames[1])
-                handle(frames[0], frames[1])
+                second = recv(_NOBLOCK, copy=False)
+                if second.more:  # more than [topic, payload]: not of the contract
+                    while recv(_NOBLOCK, copy=False).more:
+                        pass
+                    self.malformed += 1
+                    continue
+                payload = second.bytes
+                budget -= len(payload)
+                handle(first.bytes, payload)
             self.messages += n
             now = time.monotonic()
             self.last_traffic = now

@@ -500,3 +500,21 @@ async def test_catch_up_pages_are_read_on_a_grid_and_shared() -> None:
     assert isinstance(d, EventsPage) and [e.seq for e in d.events] == [31]
     await hub.answer(FetchEvents("e", 30, 10))
     assert client.calls == 3
+
+
+async def test_a_grid_page_cut_short_by_large_events_is_asked_again_from_the_cursor() -> None:
+    from zmqmon.core.delivery import EventsPage, FetchEvents
+
+    hub, client = make()
+    for seq in range(1, 31):
+        publish(hub, client, event("e", seq), lost=True)
+    real = client.call
+
+    async def capped(call: Call[Any]) -> Any:  # a store whose replies hold 4 events at most
+        if call.op == "events":
+            call = Call(call.op, {**call.fields, "limit": min(4, call.fields["limit"])}, call.read)
+        return await real(call)
+
+    client.call = capped  # type: ignore[method-assign]
+    page = await hub.answer(FetchEvents("e", 7, 10))  # the grid's page (from 0) stops at 4
+    assert isinstance(page, EventsPage) and [e.seq for e in page.events] == [8, 9, 10, 11]

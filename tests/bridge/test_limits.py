@@ -67,7 +67,7 @@ async def test_rate_limit_errors_then_closes_with_1008(make_bridge: Any) -> None
 async def test_slow_client_closed_with_1013_fast_client_gets_everything(
     server: Any, make_bridge: Any
 ) -> None:
-    bridge = make_bridge(Limits(max_send_buffer=1024 * 1024))
+    bridge = make_bridge(Limits(max_send_buffer=1024 * 1024, slow_timeout=0.5))
     publisher = server.publisher
     execution_id, workflow_id = str(uuid.uuid4()), "wf-big"
     publisher.emit_execution_started(
