@@ -81,69 +81,13 @@ from zmqmon.core.delivery import (
 from zmqmon.core.state import ExecutionState
 from zmqmon.core.states import ExecutionStates
 from zmqmon.core.topics import TopicIndex
+from zmqmon.core.tracker import Tracker
 from zmqmon.core.wire import EXEC_PREFIX, Heartbeat, execution_prefix
 
 __all__ = ["CloneCore"]
 
 E = TypeVar("E", bound=Sequenced)
 _MAX_DONE: Final = 10_000  # finished executions remembered (to drop their late duplicates)
-
-
-class _Tracker(Generic[E]):
-    """One execution's delivery cursor and what is needed to move it."""
-
-    __slots__ = (
-        "announce",
-        "backoff",
-        "base_known",
-        "buffer",
-        "delivered",
-        "done",
-        "execution_id",
-        "explicit",
-        "fresh",
-        "known_last",
-        "mode",
-        "needs_fetch",
-        "outstanding",
-        "pinned",
-        "quiet_until",
-        "resnap_after",
-        "retry_at",
-        "selects",
-        "selects_version",
-        "snapshot_due",
-        "stall_mark",
-        "stall_since",
-        "workflow_id",
-    )
-
-    def __init__(self, execution_id: str, explicit: bool, mode: Mode) -> None:
-        self.execution_id = execution_id
-        self.explicit = explicit
-        self.pinned = False  # selected until it ends, then forgotten (see CloneCore.resync)
-        self.mode: Mode = mode
-        self.workflow_id: str | None = None
-        self.base_known = True  # False: a snapshot will say where delivery starts
-        self.fresh = False  # the explicit subscribe's first snapshot: not_found = not started
-        self.snapshot_due = False  # a FetchSnapshot is to be asked for
-        self.announce = False  # deliver that snapshot as a Snapshot value
-        self.delivered = 0
-        self.known_last = 0  # highest seq known to exist
-        self.quiet_until = 0  # events up to this seq are applied to the state, not delivered
-        self.buffer: dict[int, E] = {}
-        self.needs_fetch = False  # ask the store once even if no gap is known
-        self.outstanding: Request | None = None
-        self.retry_at = 0.0
-        self.backoff = 0.0
-        self.stall_since: float | None = None  # first fruitless answer of the current stall
-        self.stall_mark = 0  # the store's lastSeq then (its progress restarts the clock)
-        self.resnap_after = 0.0  # state mode: no new late-event re-snapshot before this
-        # does a subscription select every event of it (True), none (False), some (None)?
-        # Cached per version of the filters: this is asked for every event delivered.
-        self.selects: bool | None = None
-        self.selects_version = -1
-        self.done = False
 
 
 class CloneCore(Generic[E]):
@@ -189,7 +133,7 @@ class CloneCore(Generic[E]):
         self.last_traffic: float | None = None
         self.workflows: set[str] = set()
         self._topics: TopicIndex[bool] = TopicIndex()
-        self._trackers: dict[str, _Tracker[E]] = {}
+        self._trackers: dict[str, Tracker[E]] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
         self._finished: OrderedDict[str, None] = OrderedDict()  # states of finished executions
         self._pending: set[str] = set()  # executions that may need a request
@@ -221,7 +165,7 @@ class CloneCore(Generic[E]):
         old = self._trackers.get(execution_id)
         if old is not None and old.explicit:
             return None  # already subscribed: keep its progress
-        t: _Tracker[E] = _Tracker(execution_id, True, mode or self.mode)
+        t: Tracker[E] = Tracker(execution_id, True, mode or self.mode)
         request = None
         if after_seq is None:
             t.base_known, t.fresh = False, True
@@ -290,14 +234,14 @@ class CloneCore(Generic[E]):
             return True
         return self._topics.matches(event.execution_id, event.type)
 
-    def _covered(self, t: _Tracker[E]) -> bool:
+    def _covered(self, t: Tracker[E]) -> bool:
         if t.explicit or t.pinned:
             return True
         if t.workflow_id is not None and t.workflow_id in self.workflows:
             return True
         return self._topics.may_select(t.execution_id)
 
-    def _prune(self, candidates: list[_Tracker[E]]) -> None:
+    def _prune(self, candidates: list[Tracker[E]]) -> None:
         dropped = {t.execution_id for t in candidates if not self._covered(t)}
         for eid in dropped:
             t = self._trackers.pop(eid)
@@ -305,7 +249,7 @@ class CloneCore(Generic[E]):
         if self.ready:
             self.ready = deque(item for item in self.ready if self._selected(item))
 
-    def _selects(self, t: _Tracker[E]) -> bool | None:
+    def _selects(self, t: Tracker[E]) -> bool | None:
         """Whether the filters select every event of a tracked execution (True), none of them
         (False), or only some types (None: ask per event)."""
         if t.workflow_id is not None and t.workflow_id in self.workflows:
@@ -460,7 +404,7 @@ class CloneCore(Generic[E]):
         Tracked until it ends, then forgotten. Nothing changes if it is tracked already."""
         if execution_id in self._trackers:
             return
-        t = self._trackers[execution_id] = _Tracker(execution_id, False, "log")
+        t = self._trackers[execution_id] = Tracker(execution_id, False, "log")
         t.pinned = True
         t.delivered = t.known_last = max(0, delivered)
         t.needs_fetch = True
@@ -480,13 +424,13 @@ class CloneCore(Generic[E]):
         deliver a fresh snapshot, then what follows it. Tracked explicitly until it ends."""
         t = self._trackers.get(execution_id)
         if t is None:
-            t = self._trackers[execution_id] = _Tracker(execution_id, False, "state")
+            t = self._trackers[execution_id] = Tracker(execution_id, False, "state")
             self._done.pop(execution_id, None)
         t.pinned = True
         t.base_known = t.fresh = t.done = False
         t.snapshot_due = t.announce = True
         t.outstanding = None
-        self._clear_stall(t)
+        t.clear_stall()
         self._pending.add(execution_id)
 
     # -- outputs ------------------------------------------------------------------------------
@@ -608,11 +552,11 @@ class CloneCore(Generic[E]):
 
     # -- answers ------------------------------------------------------------------------------
 
-    def _on_snapshot(self, t: _Tracker[E], reply: Reply, now: float) -> None:
+    def _on_snapshot(self, t: Tracker[E], reply: Reply, now: float) -> None:
         if isinstance(reply, ExecutionState):
             t.snapshot_due = False
             if self._apply_snapshot(t, reply):
-                self._clear_stall(t)
+                t.clear_stall()
             else:  # the store is behind what was delivered: its events will follow
                 self._stalled(t, now, reply.last_seq)
             return
@@ -632,7 +576,7 @@ class CloneCore(Generic[E]):
             self.stats.fetch_failures += 1
         self._stalled(t, now, None)
 
-    def _apply_snapshot(self, t: _Tracker[E], state: ExecutionState) -> bool:
+    def _apply_snapshot(self, t: Tracker[E], state: ExecutionState) -> bool:
         """Take a snapshot as the base; False if it is not ahead of what was delivered."""
         last = state.last_seq
         eid = t.execution_id
@@ -662,7 +606,7 @@ class CloneCore(Generic[E]):
         self._drain(t)
         return True
 
-    def _on_page(self, t: _Tracker[E], reply: Reply, now: float) -> None:
+    def _on_page(self, t: Tracker[E], reply: Reply, now: float) -> None:
         if isinstance(reply, Unavailable):
             self.stats.fetch_failures += 1
             if reply.permanent:
@@ -670,7 +614,9 @@ class CloneCore(Generic[E]):
             elif t.mode == "state":
                 self._stalled(t, now, None)  # stay current: a gap may be given up
             else:
-                self._back_off(t, now)  # log: wait for the service; never lose an event
+                t.back_off(
+                    now, self.retry_min, self.retry_max
+                )  # log: wait for the service; never lose an event
             return
         if isinstance(reply, EventsPage):
             events, store_last = reply.events, reply.last_seq
@@ -691,71 +637,40 @@ class CloneCore(Generic[E]):
         self._drain(t)
         if t.delivered > before:
             t.needs_fetch = False
-            self._clear_stall(t)
+            t.clear_stall()
             t.retry_at, t.backoff = now, 0.0  # progress: page on at once
         elif t.known_last > t.delivered or t.buffer:
             self._stalled(t, now, store_last)
         else:
             t.needs_fetch = False  # asked once, nothing more known to exist
-            self._clear_stall(t)
+            t.clear_stall()
 
-    def _stalled(self, t: _Tracker[E], now: float, store_last: int | None) -> None:
-        """A fruitless answer. The clock restarts whenever the store's lastSeq moves on."""
-        if t.stall_since is None or (store_last is not None and store_last > t.stall_mark):
-            t.stall_since = now
-            if store_last is not None:
-                t.stall_mark = store_last
-        elif now - t.stall_since >= self.repair_timeout:
+    def _stalled(self, t: Tracker[E], now: float, store_last: int | None) -> None:
+        """A fruitless answer: give the gap up past ``repair_timeout``, else ask again later."""
+        if t.stall(now, store_last, self.repair_timeout):
             self._give_up(t)
-            return
-        self._back_off(t, now)
-
-    def _give_up(self, t: _Tracker[E]) -> None:
-        """Accept the gap rather than stall the execution (counted in ``stats.skipped``)."""
-        self._clear_stall(t)
-        t.needs_fetch = t.snapshot_due = t.announce = t.fresh = False
-        first_held = min(t.buffer) if t.buffer else None
-        if not t.base_known:  # no snapshot: start at the first event held
-            t.base_known = True
-            t.delivered = first_held - 1 if first_held is not None else t.known_last
         else:
-            target = first_held - 1 if first_held is not None else t.known_last
-            if target > t.delivered:
-                self.stats.skipped += target - t.delivered
-                t.delivered = target
-        t.known_last = max(t.known_last, t.delivered)
+            t.back_off(now, self.retry_min, self.retry_max)
+
+    def _give_up(self, t: Tracker[E]) -> None:
+        """Accept the gap rather than stall the execution (counted in ``stats.skipped``)."""
+        self.stats.skipped += t.give_up()
         self._drain(t)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _late(self, t: _Tracker[E], now: float) -> None:
+    def _late(self, t: Tracker[E], now: float) -> None:
         """A state-mode execution's live events come late: replace its backlog by a snapshot."""
-        if (
-            t.base_known
-            and not t.snapshot_due
-            and not isinstance(t.outstanding, FetchSnapshot)
-            and now >= t.resnap_after
-        ):
-            t.snapshot_due = t.announce = True
-            t.resnap_after = now + self.max_staleness
+        if t.late(now, self.max_staleness):
             self.stats.resnapshots += 1
             self._pending.add(t.execution_id)
 
-    def _join(self, t: _Tracker[E], seq: int) -> None:
+    def _join(self, t: Tracker[E], seq: int) -> None:
         """How to start an execution first seen (by an event or a heartbeat) at ``seq``."""
-        if seq <= 1:
-            return
-        if self.snapshot_joins and t.mode == "state":
-            t.base_known, t.snapshot_due, t.announce = False, True, True
-        elif seq - 1 <= self.join_history:
-            t.needs_fetch = True  # the slow joiner's lost start: fetch it whole
-        elif self.snapshot_joins:
-            t.base_known, t.snapshot_due = False, True
-        else:
-            t.delivered = t.known_last = seq - 1  # a relay joins where first seen
-        self._pending.add(t.execution_id)
+        if t.join(seq, self.snapshot_joins, self.join_history):
+            self._pending.add(t.execution_id)
 
-    def _buffer(self, t: _Tracker[E], event: E) -> bool:
+    def _buffer(self, t: Tracker[E], event: E) -> bool:
         t.known_last = max(t.known_last, event.seq)
         if event.seq in t.buffer:
             self.stats.duplicates += 1
@@ -767,14 +682,14 @@ class CloneCore(Generic[E]):
             self.stats.overflow += 1  # the store has it: a page will bring it
         return False
 
-    def _drop_buffered(self, t: _Tracker[E], upto: int) -> None:
+    def _drop_buffered(self, t: Tracker[E], upto: int) -> None:
         stale = [s for s in t.buffer if s <= upto]
         for s in stale:
             del t.buffer[s]
         self._buffered -= len(stale)
         self.stats.duplicates += len(stale)
 
-    def _deliver(self, t: _Tracker[E], event: E, *, fetched: bool) -> None:
+    def _deliver(self, t: Tracker[E], event: E, *, fetched: bool) -> None:
         t.delivered = event.seq
         if self.keep_states:
             self.states.apply(cast(Any, event))
@@ -793,7 +708,7 @@ class CloneCore(Generic[E]):
         if event.is_terminal:
             t.done = True
 
-    def _drain(self, t: _Tracker[E]) -> None:
+    def _drain(self, t: Tracker[E]) -> None:
         buf = t.buffer
         while buf:
             event = buf.pop(t.delivered + 1, None)
@@ -807,14 +722,14 @@ class CloneCore(Generic[E]):
         if t.done and not t.buffer and t.known_last <= t.delivered and t.base_known:
             self._finish(t)
 
-    def _untracked(self, execution_id: str) -> _Tracker[E]:
+    def _untracked(self, execution_id: str) -> Tracker[E]:
         """Start tracking an execution seen through a workflow or prefix subscription.
 
         Bounded: past ``max_tracked`` the oldest such trackers are forgotten (an execution whose
         terminal event never comes, its publisher gone for good, must not stay forever); one
         that speaks again is joined anew by the usual rules.
         """
-        t: _Tracker[E] = _Tracker(execution_id, False, self.mode)
+        t: Tracker[E] = Tracker(execution_id, False, self.mode)
         self._trackers[execution_id] = t
         excess = len(self._trackers) - self.max_tracked
         if excess > 0:
@@ -828,12 +743,12 @@ class CloneCore(Generic[E]):
                 self.states.pop(eid, None)
         return t
 
-    def _discard_tracker(self, t: _Tracker[E]) -> None:
+    def _discard_tracker(self, t: Tracker[E]) -> None:
         self._buffered -= len(t.buffer)
         t.buffer = {}
         self._pending.discard(t.execution_id)
 
-    def _finish(self, t: _Tracker[E]) -> None:
+    def _finish(self, t: Tracker[E]) -> None:
         # An explicitly subscribed execution keeps its tracker; one seen through a workflow or
         # prefix is forgotten (a long-lived `exec/` subscriber must not grow without bound) and
         # the done-set (bounded) remembers it so that late duplicates do not start a new one.
@@ -859,11 +774,3 @@ class CloneCore(Generic[E]):
             t = self._trackers.get(eid)
             if t is None or not t.explicit:
                 self.states.pop(eid, None)
-
-    def _clear_stall(self, t: _Tracker[E]) -> None:
-        t.stall_since = None
-        t.stall_mark = 0
-
-    def _back_off(self, t: _Tracker[E], now: float) -> None:
-        t.backoff = min(self.retry_max, max(self.retry_min, t.backoff * 2))
-        t.retry_at = now + t.backoff
