@@ -176,8 +176,21 @@ def test_critical_path_counts_a_running_agent_up_to_now() -> None:
     assert early.critical == ("x",) and early.critical_ms == 1995  # x has run longest so far
     later = execution_layout(_state(run_events(agents, durations, until=3000)), T0_MS + 3000)
     assert later.critical == ("a", "b") and later.critical_ms == 1000 + 1990  # b overtakes x
+    o = LayoutOptions()
+    a_mid = o.margin + o.node_height / 2  # a tops the first column (a, x); b is centred on it
+    b_mid = a_mid + (o.node_height + o.node_gap) / 2
     assert later.to_json_dict()["dag"]["edges"] == [
-        {"from": "a", "to": "b", "points": [176, 22.0, 224, 40.0], "critical": True}
+        {
+            "from": "a",
+            "to": "b",
+            "points": [
+                o.margin + o.node_width,
+                a_mid,
+                o.margin + o.node_width + o.layer_gap,
+                b_mid,
+            ],
+            "critical": True,
+        }
     ]
 
 

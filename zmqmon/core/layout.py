@@ -58,9 +58,9 @@ class LayoutOptions(TimelineOptions):
     and the timeline's (:class:`~zmqmon.core.timeline.TimelineOptions`)."""
 
     node_width: int = 168
-    node_height: int = 28
+    node_height: int = 24
     layer_gap: int = 48
-    node_gap: int = 8
+    node_gap: int = 6
     margin: int = 8
     sweeps: int = 4
 

@@ -11,6 +11,7 @@
   "use strict";
 
   var R = window.ZmqmonReducer;
+  var V = window.ZmqmonViews;  // graph, timeline and replay (views.js); optional
   var $ = function (id) { return document.getElementById(id); };
 
   var states = {};        // executionId -> state (reducer.js form)
@@ -131,7 +132,8 @@
         if (log && at && !log[at] && lastSeqOf(msg.executionId) < at) {
           // state mode: the bridge skipped a backlog; the log says so where it resumes
           log[at] = { type: "snapshot", seq: at, executionId: msg.executionId,
-                      timestamp: new Date().toISOString(), data: {} };
+                      timestamp: new Date().toISOString(), data: {},
+                      execution: msg.execution };  // replay restarts from it
         }
         queueRender();
         return;
@@ -233,10 +235,10 @@
     return m + " m " + Math.round(s - 60 * m) + " s";
   }
 
-  function duration(startedAt, finishedAt, running) {
+  function duration(startedAt, finishedAt, running, now) {
     var a = parseTs(startedAt);
     if (isNaN(a)) return null;
-    var b = finishedAt ? parseTs(finishedAt) : (running ? Date.now() : NaN);
+    var b = finishedAt ? parseTs(finishedAt) : (running ? (now || Date.now()) : NaN);
     return isNaN(b) ? null : Math.max(0, b - a);
   }
 
@@ -282,11 +284,14 @@
   }
 
   function renderDetail() {
-    var s = selected && states[selected];
+    var live = selected && states[selected];
     $("detail").hidden = !selected;
     $("placeholder").hidden = !!selected;
     if (!selected) return;
-    if (!s) s = { executionId: selected, status: "pending", progress: 0, agents: [], lastSeq: 0 };
+    var s = live || { executionId: selected, status: "pending", progress: 0, agents: [], lastSeq: 0 };
+    // replay: every part of the detail shows the state as of the scrubbed seq
+    if (V) s = V.shown(selected, s, logs[selected]);
+    var now = V ? V.nowFor(selected, s, logs[selected]) : Date.now();
     $("detail").dataset.status = s.status;
     $("d-name").textContent = s.workflowName || s.workflowId || "Execution";
     $("d-id").textContent = s.executionId;
@@ -298,7 +303,7 @@
     prog.querySelector(".bar").style.width = (s.progress || 0) + "%";
     $("d-pct").textContent = (s.progress || 0) + "%";
     $("d-started").textContent = fmtTime(s.startedAt);
-    $("d-duration").textContent = fmtDuration(duration(s.startedAt, s.finishedAt, s.status === "running"));
+    $("d-duration").textContent = fmtDuration(duration(s.startedAt, s.finishedAt, s.status === "running", now));
     $("d-user").textContent = s.userId || "—";
     $("d-seq").textContent = String(s.lastSeq || 0);
     $("d-error").hidden = !s.error;
@@ -315,12 +320,13 @@
       tr.appendChild(el("td")).appendChild(badge(a.status));
       tr.appendChild(el("td")).appendChild(progressCell(a.progress, a.status));
       var ms = a.durationMs !== null && a.durationMs !== undefined
-        ? a.durationMs : duration(a.startedAt, a.finishedAt, a.status === "running");
+        ? a.durationMs : duration(a.startedAt, a.finishedAt, a.status === "running", now);
       tr.appendChild(el("td", "num", fmtDuration(ms)));
       tr.appendChild(el("td", "err", a.error || ""));
       rows.appendChild(tr);
     });
     $("agent-rows").replaceChildren(rows);
+    if (V) V.render(selected, s, logs[selected], live);
     renderLog(selected);
   }
 
@@ -342,7 +348,9 @@
 
   function renderLog(id) {
     var log = logs[id] || {};
-    var seqs = Object.keys(log).map(Number).sort(function (a, b) { return a - b; });
+    var limit = V ? V.seqLimit(id) : Infinity;  // replay: the log up to the scrubbed seq
+    var seqs = Object.keys(log).map(Number).filter(function (q) { return q <= limit; })
+      .sort(function (a, b) { return a - b; });
     var hiddenCount = Math.max(0, seqs.length - MAX_LOG);
     seqs = seqs.slice(hiddenCount);  // the latest MAX_LOG lines: rendering stays cheap
     var list = $("log");
@@ -367,7 +375,7 @@
       frag.appendChild(li);
     });
     list.replaceChildren(frag);
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    if (atBottom || limit !== Infinity) list.scrollTop = list.scrollHeight;
   }
 
   function renderSubs() {
@@ -400,6 +408,7 @@
     retry = 0;
     connect();
   });
+  if (V) V.attach(queueRender);
   setInterval(function () {  // running durations tick
     for (var id in states) { if (states[id].status === "running") { queueRender(); return; } }
   }, 1000);

@@ -20,7 +20,7 @@
   var DEFAULTS = {
     timelineWidth: 720, labelWidth: 150, rightPad: 16, rowHeight: 22, axisHeight: 24,
     bottomPad: 8, minTickPx: 72, minSpanMs: 100,
-    nodeWidth: 168, nodeHeight: 28, layerGap: 48, nodeGap: 8, margin: 8, sweeps: 4,
+    nodeWidth: 168, nodeHeight: 24, layerGap: 48, nodeGap: 6, margin: 8, sweeps: 4,
   };
   var NICE_STEPS_MS = [
     1, 2, 5, 10, 20, 50, 100, 200, 500,
