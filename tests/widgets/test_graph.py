@@ -60,7 +60,7 @@ def _with_class(tags: _Tags, cls: str) -> list[dict[str, str | None]]:
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f["description"] for f in FIXTURES])
 def test_every_agent_is_drawn_with_its_status_at_the_layout_s_place(fixture: dict) -> None:  # type: ignore[type-arg]
     state = _state(fixture["events"])
-    views = GraphViews()
+    views = GraphViews(LayoutOptions())  # the fixtures' sizes (the monitor's timeline is narrower)
     layout = views.layout(state, fixture["nowMs"])
     assert layout.to_json_dict() == fixture["expected"]  # the geometry layout.js draws too
     tags = _parse(views.html(state, fixture["nowMs"]))

@@ -40,7 +40,7 @@ def _style() -> str:
         "font-family:var(--jp-ui-font-family,sans-serif);}",
         f".zmqmon-views .zm-head{{color:{_MUTED};font-size:0.85em;margin:0.3em 0;}}",
         f".zmqmon-views .zm-wrap{{overflow:auto;max-height:34em;border:1px solid {_LINE};"
-        "border-radius:6px;margin-bottom:0.5em;}",
+        "border-radius:6px;margin-bottom:0.5em;box-sizing:border-box;max-width:100%;}",
         f".zmqmon-views text.zm-muted{{fill:{_MUTED};font-size:11px;}}",
         f".zmqmon-views .zm-edge{{fill:none;stroke:{_MUTED};stroke-opacity:0.6;stroke-width:1.2;}}",
         f".zmqmon-views .zm-edge.zm-crit{{stroke:{CRITICAL_COLOUR};stroke-opacity:1;"
@@ -223,7 +223,8 @@ class GraphViews:
     dependencies stay the same (they change only when an execution announces its agents)."""
 
     def __init__(self, options: LayoutOptions | None = None) -> None:
-        self.options = options or LayoutOptions()
+        # 700 px: the timeline fits the monitor (56em wide) without a scroll bar
+        self.options = options or LayoutOptions(timeline_width=700)
         self._key: tuple[tuple[str, tuple[str, ...]], ...] | None = None
         self._dag: DagLayout | None = None
 

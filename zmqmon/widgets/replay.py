@@ -7,7 +7,9 @@ returns to the monitor's own state. The monitor draws whichever :attr:`ReplayBar
 
 Threads: the slider's changes arrive in the kernel's comm thread; the monitor's feed thread
 moves the slider along while live (``follow``), flagged per thread so that its own moves are
-not taken for the user's.
+not taken for the user's. ``max`` and ``value`` go to the front end in two messages, ``max``
+first: JupyterLab's slider, handed both at once, applies the new ``max`` with the old value and
+sends that old value back, which would read as a drag.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class ReplayBar:
             layout=widgets.Layout(width="5em"),
         )  # fmt: skip
         self.live_button.add_class("zmqmon-replay-live")
-        self.label = widgets.HTML(layout=widgets.Layout(width="14em"))
+        self.label = widgets.HTML(layout=widgets.Layout(width="13em", margin="0 0 0 1em"))
         self.box = widgets.HBox(
             [self.slider, self.label, self.live_button],
             layout=widgets.Layout(align_items="center", width="100%"),
@@ -125,14 +127,13 @@ class ReplayBar:
         self._local.following = True
         try:
             top = max(last_seq, self.history.last_seq)
-            with self.slider.hold_sync():
-                if self.slider.max != top:
-                    self.slider.max = top
-                if self.slider.min != min(1, top):
-                    self.slider.min = min(1, top)
-                value = top if self.seq is None else self.seq
-                if self.slider.value != value:
-                    self.slider.value = value
+            if self.slider.max != top:
+                self.slider.max = top
+            if self.slider.min != min(1, top):
+                self.slider.min = min(1, top)
+            value = top if self.seq is None else self.seq
+            if self.slider.value != value:
+                self.slider.value = value
         finally:
             self._local.following = False
         if self.error:
