@@ -19,7 +19,7 @@
     var edges = [];            // [{path, from, to}]
     var structure = null;
 
-    function build(layout, o) {
+    function build(dag, o) {
       svg.replaceChildren();
       records.clear();
       edges = [];
@@ -30,22 +30,22 @@
                                  orient: "auto" }, defs);
         S.el("path", { d: "M0,0 L8,4 L0,8 z" }, m);
       });
-      S.set(svg, "width", layout.width);
-      S.set(svg, "height", layout.height);
-      S.set(svg, "viewBox", "0 0 " + layout.width + " " + layout.height);
+      S.set(svg, "width", dag.width);
+      S.set(svg, "height", dag.height);
+      S.set(svg, "viewBox", "0 0 " + dag.width + " " + dag.height);
       var eg = S.el("g", { class: "edges" }, svg);
-      layout.edges.forEach(function (e) {
-        var p = e.points, mid = (p[0] + p[2]) / 2;
+      dag.graph.edges.forEach(function (e) {
+        var p = root.ZmqmonLayout.edgePoints(dag, e[0], e[1]), mid = (p[0] + p[2]) / 2;
         var path = S.el("path", {
           class: "edge",
           d: "M" + p[0] + "," + p[1] + " C" + mid + "," + p[1] + " " + mid + "," + p[3] + " " +
              p[2] + "," + p[3],
           "marker-end": "url(#zm-arrow)",
         }, eg);
-        edges.push({ path: path, key: e.from + "\u0000" + e.to });
+        edges.push({ path: path, key: e[0] + "\u0000" + e[1] });
       });
       var ng = S.el("g", { class: "nodes" }, svg);
-      layout.nodes.forEach(function (n) {
+      dag.nodes.forEach(function (n) {
         var g = S.el("g", { class: "node", transform: "translate(" + n.x + "," + n.y + ")" }, ng);
         g.dataset.agentId = n.id;
         var rec = {
@@ -62,44 +62,70 @@
       });
     }
 
-    /* state: the shown execution state; layout: ZmqmonLayout.executionLayout(...); structure:
-       any value that changes when the graph does (the cached dag layout object); o: the
+    /* state: the shown execution state; layout: ZmqmonLayout.frameLayout(...), whose graph
+       (layout.dag, cached by views.js) is rebuilt here only when it is a new one; o: the
        layout's options. */
-    function update(state, layout, structureKey, nowMs, o) {
-      if (structure !== structureKey) {
+    var pathKey = null, lastNow = 0;
+
+    function msOf(a, nowMs) {  // reported duration, or start to end (to now while running)
+      if (a.durationMs !== null && a.durationMs !== undefined) return a.durationMs;
+      var span = root.ZmqmonLayout.agentSpan(a, nowMs);
+      return span[0] !== null ? span[1] - span[0] : null;
+    }
+
+    function update(state, layout, nowMs, o) {
+      lastNow = nowMs;
+      if (structure !== layout.dag) {
         build(layout.dag, o);
-        structure = structureKey;
+        structure = layout.dag;
+        pathKey = null;
       }
-      var onPath = new Set(layout.critical.path);
-      var critEdges = new Set();
-      for (var i = 1; i < layout.critical.path.length; i++) {
-        critEdges.add(layout.critical.path[i - 1] + "\u0000" + layout.critical.path[i]);
+      var path = layout.critical.path, key = path.join("\u0000");
+      var onPath = new Set(path);
+      if (key !== pathKey) {  // the edges change only with the critical path
+        pathKey = key;
+        var critEdges = new Set();
+        for (var i = 1; i < path.length; i++) critEdges.add(path[i - 1] + "\u0000" + path[i]);
+        edges.forEach(function (e) {
+          var crit = critEdges.has(e.key);
+          S.set(e.path, "class", crit ? "edge critical" : "edge");
+          S.set(e.path, "marker-end", crit ? "url(#zm-arrow-critical)" : "url(#zm-arrow)");
+        });
       }
-      edges.forEach(function (e) {
-        var crit = critEdges.has(e.key);
-        S.set(e.path, "class", crit ? "edge critical" : "edge");
-        S.set(e.path, "marker-end", crit ? "url(#zm-arrow-critical)" : "url(#zm-arrow)");
-      });
       (state.agents || []).forEach(function (a) {
         var rec = records.get(a.agentId);
         if (!rec) return;
         var crit = onPath.has(a.agentId);
+        // The reducer replaces only the rows an event changed: the others are skipped.
+        if (rec.agent === a && rec.crit === crit) return;
+        rec.agent = a;
+        rec.crit = crit;
         S.set(rec.g, "class", "node s-" + a.status + (crit ? " critical" : ""));
-        rec.g.dataset.status = a.status;
+        S.set(rec.g, "data-status", a.status);
         var pct = Math.max(0, Math.min(100, a.progress || 0));
         S.set(rec.bar, "width", a.status === "running" ? pct * (o.nodeWidth - 2) / 100 : 0);
-        var span = root.ZmqmonLayout.agentSpan(a, nowMs);
-        var ms = a.durationMs !== null && a.durationMs !== undefined ? a.durationMs
-          : span[0] !== null ? span[1] - span[0] : null;
+        var ms = msOf(a, nowMs);
         var meta = a.status === "running" ? pct + "%"
           : a.status === "pending" || ms === null ? "" : S.fmtDuration(ms);
         if (GLYPHS[a.status]) meta = GLYPHS[a.status] + (meta ? " " + meta : "");
         S.text(rec.meta, meta);
-        var room = o.nodeWidth - 18 - (meta ? meta.length * 7 + 6 : 0);
-        S.text(rec.label, S.fit(a.agentName || a.agentId, room, 7));
-        S.text(rec.tip, S.agentTip(a, a.status === "pending" ? null : ms, crit));
+        var name = a.agentName || a.agentId, room = o.nodeWidth - 18 - (meta ? meta.length * 7 + 6 : 0);
+        if (rec.fitted !== name + "\u0000" + room) {  // (the label changes rarely: fit it then)
+          rec.fitted = name + "\u0000" + room;
+          S.text(rec.label, S.fit(name, room, 7));
+        }
       });
     }
+
+    // Tooltips are written when the pointer comes, not every frame: 500 strings a frame saved.
+    svg.addEventListener("mouseover", function (e) {
+      var g = e.target.closest && e.target.closest(".node");
+      var rec = g && records.get(g.dataset.agentId);
+      if (rec && rec.agent) {
+        var a = rec.agent;
+        S.text(rec.tip, S.agentTip(a, a.status === "pending" ? null : msOf(a, lastNow), rec.crit));
+      }
+    });
 
     return { update: update, svg: svg };
   }

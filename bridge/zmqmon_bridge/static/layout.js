@@ -311,19 +311,27 @@
     return { path: path.reverse(), ms: longest };
   }
 
-  function readingOrder(dag) {
-    var out = [];
-    dag.layers.forEach(function (l) { l.forEach(function (v) { out.push(v); }); });
-    return out;
+  function readingOrder(dag) {  // layer by layer, top to bottom (kept on the cached graph)
+    if (!dag.order) {
+      dag.order = [];
+      dag.layers.forEach(function (l) { l.forEach(function (v) { dag.order.push(v); }); });
+    }
+    return dag.order;
+  }
+
+  function edgePoints(dag, from, to) {  // right middle of `from` to left middle of `to`
+    var o = dag.options, a = dag.byId.get(from), b = dag.byId.get(to);
+    return [a.x + o.nodeWidth, a.y + o.nodeHeight / 2, b.x, b.y + o.nodeHeight / 2];
   }
 
   function graphNodes(state) {
     return (state.agents || []).map(function (a) { return [a.agentId, a.dependsOn || []]; });
   }
 
-  /* Both views' geometry; `dag` (from dagLayout(graphNodes(state), options)) may be handed in:
-     the graph changes only when agents are announced, so callers cache it. */
-  function executionLayout(state, nowMs, given, dag) {
+  /* What a frame draws: the graph (`dag`, from dagLayout(graphNodes(state), options), may be
+     handed in: it changes only when agents are announced, so callers cache it), its critical
+     path and the timeline at nowMs. */
+  function frameLayout(state, nowMs, given, dag) {
     var o = options(given);
     if (!dag) dag = dagLayout(graphNodes(state), o);
     var durations = new Map();
@@ -331,25 +339,32 @@
       var sp = agentSpan(row, nowMs);
       if (sp[0] !== null && sp[1] !== null) durations.set(row.agentId, sp[1] - sp[0]);
     });
-    var cp = criticalPath(dag.graph, durations), onPath = new Set();
+    return {
+      dag: dag,
+      critical: criticalPath(dag.graph, durations),
+      timeline: timelineLayout(state, readingOrder(dag), nowMs, o),
+    };
+  }
+
+  /* frameLayout in the form ExecutionLayout.to_json_dict() gives (what the fixtures hold). */
+  function executionLayout(state, nowMs, given, dag) {
+    var f = frameLayout(state, nowMs, given, dag), cp = f.critical, onPath = new Set();
     for (var i = 1; i < cp.path.length; i++) onPath.add(cp.path[i - 1] + "\u0000" + cp.path[i]);
-    var half = o.nodeHeight / 2;
     return {
       dag: {
-        width: dag.width,
-        height: dag.height,
-        layers: dag.layers.map(function (l) { return l.slice(); }),
-        nodes: dag.nodes.map(function (n) {
+        width: f.dag.width,
+        height: f.dag.height,
+        layers: f.dag.layers.map(function (l) { return l.slice(); }),
+        nodes: f.dag.nodes.map(function (n) {
           return { id: n.id, layer: n.layer, index: n.index, x: n.x, y: n.y };
         }),
-        edges: dag.graph.edges.map(function (e) {
-          var a = dag.byId.get(e[0]), b = dag.byId.get(e[1]);
-          return { from: e[0], to: e[1], points: [a.x + o.nodeWidth, a.y + half, b.x, b.y + half],
+        edges: f.dag.graph.edges.map(function (e) {
+          return { from: e[0], to: e[1], points: edgePoints(f.dag, e[0], e[1]),
                    critical: onPath.has(e[0] + "\u0000" + e[1]) };
         }),
       },
       critical: { path: cp.path, ms: cp.ms },
-      timeline: timelineLayout(state, readingOrder(dag), nowMs, o),
+      timeline: f.timeline,
     };
   }
 
@@ -358,7 +373,8 @@
     timestampMs: timestampMs, agentSpan: agentSpan, formatOffset: formatOffset,
     timeScale: timeScale, timelineLayout: timelineLayout,
     graphOf: graphOf, crossings: crossings, dagLayout: dagLayout, criticalPath: criticalPath,
-    graphNodes: graphNodes, executionLayout: executionLayout,
+    graphNodes: graphNodes, edgePoints: edgePoints, frameLayout: frameLayout,
+    executionLayout: executionLayout,
   };
   if (typeof module !== "undefined" && module.exports) {
     module.exports = api;

@@ -109,8 +109,8 @@
     var o = options();
     var now = nowFor(id, state, log);
     var dag = dagFor(state, o);
-    var layout = L.executionLayout(state, now, o, dag);
-    dagView.update(state, layout, dag, now, o);
+    var layout = L.frameLayout(state, now, o, dag);
+    dagView.update(state, layout, now, o);
     timelineView.update(state, layout, now, o);
     renderScrubber(id, state, log, live);
     var path = layout.critical.path;
