@@ -341,7 +341,7 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             if self._views_due(state):
                 self._views_at = time.monotonic()
                 _set(self._views, value=self._graphs.html(state, int(now * 1000)))
-            self._replay.follow(live.last_seq)
+            self._replay.follow(live.last_seq, live.is_terminal)
             # Newest first: the latest events are visible without scrolling.
             shown = self._replay.events(self._log.maxlen or 1) if replayed else list(self._log)
             lines = [html.escape(format_event(e)) for e in reversed(shown)]

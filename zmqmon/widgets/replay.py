@@ -9,12 +9,14 @@ Threads: the slider's changes arrive in the kernel's comm thread; the monitor's 
 moves the slider along while live (``follow``), flagged per thread so that its own moves are
 not taken for the user's. ``max`` and ``value`` go to the front end in two messages, ``max``
 first: JupyterLab's slider, handed both at once, applies the new ``max`` with the old value and
-sends that old value back, which would read as a drag.
+sends that old value back, which would read as a drag. While live and running, the bar follows
+at most once a second (its two messages would otherwise double the monitor's render rate).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from html import escape
 from typing import Any
@@ -32,6 +34,7 @@ __all__ = ["EventsFetch", "ReplayBar"]
 EventsFetch = Callable[[int], tuple[list[Event], int]]
 
 _MONO = "font-family:var(--jp-code-font-family,monospace);font-size:0.8em;"
+_FOLLOW_INTERVAL = 1.0  # seconds between moves of the slider while live and running
 
 
 class ReplayBar:
@@ -44,6 +47,7 @@ class ReplayBar:
         self.history = History()
         self.seq: int | None = None
         self.state: ExecutionState | None = None
+        self._followed_at = -1e9
         self.error = ""
         self.slider = widgets.IntSlider(
             value=0,
@@ -111,6 +115,7 @@ class ReplayBar:
         """Back to the live state."""
         self.seq = None
         self.state = None
+        self._followed_at = -1e9  # show it at once
         self._on_change()
 
     def time_at(self) -> int | None:
@@ -121,9 +126,13 @@ class ReplayBar:
         """The last ``limit`` events up to the seq shown."""
         return [] if self.seq is None else self.history.events_upto(self.seq, limit)
 
-    def follow(self, last_seq: int) -> None:
+    def follow(self, last_seq: int, ended: bool = False) -> None:
         """Called on every render: the slider spans 1..``last_seq``, and sits at the end while
-        live; the label says where it stands."""
+        live; the label says where it stands. Live and not ``ended``: once a second at most."""
+        now = time.monotonic()
+        if self.seq is None and not ended and now - self._followed_at < _FOLLOW_INTERVAL:
+            return
+        self._followed_at = now
         self._local.following = True
         try:
             top = max(last_seq, self.history.last_seq)
