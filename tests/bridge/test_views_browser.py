@@ -4,8 +4,9 @@ A 30-agent fan-out/fan-in runs on a real service through a real bridge: nodes ch
 running bars grow while it runs; afterwards the replay scrubber (set, and dragged with the mouse)
 shows, in every view, exactly the state the Python reducer gives for the events up to that seq
 (for those the page holds: a state-mode subscription may have had a backlog replaced by a
-snapshot, on a loaded machine); "Live" brings the final state back. A failed run is checked (and shot) in dark mode. Screenshots
-go to the test's tmp dir and to ``artifacts/views/`` (ignored by git) for a human to look at.
+snapshot, on a loaded machine); "Live" brings the final state back. A failed run is checked (and
+shot) in dark mode. Screenshots go to the test's tmp dir and to ``artifacts/views/`` (ignored by
+git) for a human to look at.
 """
 
 from __future__ import annotations
