@@ -22,11 +22,13 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from bench import Row
 
 SUITE = "views"
+SHOTS = Path(__file__).parents[1] / "artifacts" / "views"  # (ignored by git)
 AGENTS, LAYERS = 500, 10
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -195,6 +197,9 @@ def _measure(conn: Any, url: str, views: bool, n: int, rate: float) -> dict[str,
             )
             if views:
                 assert page.locator(".dag .node.s-completed").count() == AGENTS
+                SHOTS.mkdir(parents=True, exist_ok=True)  # for a human to look at
+                page.screenshot(path=str(SHOTS / "bench-500.png"))
+                page.locator("#dag").screenshot(path=str(SHOTS / "bench-500-graph.png"))
         finally:
             browser.close()
     stats.update(elapsed=elapsed, published=published)

@@ -109,7 +109,8 @@
           : a.status === "pending" || ms === null ? "" : S.fmtDuration(ms);
         if (GLYPHS[a.status]) meta = GLYPHS[a.status] + (meta ? " " + meta : "");
         S.text(rec.meta, meta);
-        var name = a.agentName || a.agentId, room = o.nodeWidth - 18 - (meta ? meta.length * 7 + 6 : 0);
+        var name = a.agentName || a.agentId;
+        var room = o.nodeWidth - 18 - (meta ? meta.length * 7 + 6 : 0);
         if (rec.fitted !== name + "\u0000" + room) {  // (the label changes rarely: fit it then)
           rec.fitted = name + "\u0000" + room;
           S.text(rec.label, S.fit(name, room, 7));

@@ -112,7 +112,9 @@
     var byId = new Map();
     (state.agents || []).forEach(function (row) { byId.set(row.agentId, row); });
     var ids = [], listed = new Set();
-    order.forEach(function (v) { if (byId.has(v) && !listed.has(v)) { listed.add(v); ids.push(v); } });
+    order.forEach(function (v) {
+      if (byId.has(v) && !listed.has(v)) { listed.add(v); ids.push(v); }
+    });
     byId.forEach(function (_, v) { if (!listed.has(v)) ids.push(v); });
     var spans = new Map(), starts = [], ends = [];
     ids.forEach(function (v) {
@@ -289,7 +291,8 @@
       layers: best,
       nodes: graph.ids.map(function (v) { return placed.get(v); }),
       byId: placed,
-      width: 2 * o.margin + (best.length ? best.length * (o.nodeWidth + o.layerGap) - o.layerGap : 0),
+      width: 2 * o.margin +
+        (best.length ? best.length * (o.nodeWidth + o.layerGap) - o.layerGap : 0),
       height: 2 * o.margin + (tallest ? tallest * pitch - o.nodeGap : 0),
       options: o,
     };

@@ -50,10 +50,17 @@
     var keys = this.keys, lo = 0, hi = this.marks.length - 1, from = 0, state = null;
     while (lo <= hi) {  // the last checkpoint at or before seq
       var mid = (lo + hi) >> 1;
-      if (this.marks[mid].seq <= seq) { from = this.marks[mid].i + 1; state = this.marks[mid].state; lo = mid + 1; }
-      else hi = mid - 1;
+      if (this.marks[mid].seq <= seq) {
+        from = this.marks[mid].i + 1;
+        state = this.marks[mid].state;
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
     }
-    for (var i = from; i < keys.length && +keys[i] <= seq; i++) state = fold(this.R, state, log[keys[i]]);
+    for (var i = from; i < keys.length && +keys[i] <= seq; i++) {
+      state = fold(this.R, state, log[keys[i]]);
+    }
     return state;
   };
 

@@ -53,7 +53,9 @@
     var lines = [agent.agentName + " (" + agent.agentId + ")", agent.status +
       (agent.status === "running" ? " · " + (agent.progress || 0) + "%" : "") +
       (ms !== null ? " · " + fmtDuration(ms) : "")];
-    if (agent.dependsOn && agent.dependsOn.length) lines.push("after " + agent.dependsOn.join(", "));
+    if (agent.dependsOn && agent.dependsOn.length) {
+      lines.push("after " + agent.dependsOn.join(", "));
+    }
     if (critical) lines.push("on the critical path");
     if (agent.error) lines.push("error: " + agent.error);
     return lines.join("\n");

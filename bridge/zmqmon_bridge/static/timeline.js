@@ -43,7 +43,8 @@
     function drawAxis(tl, o) {
       axis.replaceChildren();
       tl.ticks.forEach(function (t) {
-        S.el("line", { class: "tick", x1: t.x, x2: t.x, y1: o.axisHeight - 6, y2: tl.height - o.bottomPad }, axis);
+        S.el("line", { class: "tick", x1: t.x, x2: t.x, y1: o.axisHeight - 6,
+                       y2: tl.height - o.bottomPad }, axis);
         var label = S.el("text", { class: "tick-label", x: t.x, y: o.axisHeight - 10,
                                    "text-anchor": t.ms === 0 ? "start" : "middle" }, axis);
         label.textContent = t.label;
@@ -64,7 +65,8 @@
         rowsOf = layout.dag;
         rowsWidth = tl.width;
       }
-      var ticks = tl.height + "|" + tl.ticks.map(function (t) { return t.x.toFixed(1) + t.label; }).join();
+      var ticks = tl.height + "|" +
+        tl.ticks.map(function (t) { return t.x.toFixed(1) + t.label; }).join();
       if (ticks !== tickKey) { drawAxis(tl, o); tickKey = ticks; }
       var agents = new Map();
       (state.agents || []).forEach(function (a) { agents.set(a.agentId, a); });
@@ -77,10 +79,14 @@
         if (rec.agent !== a || rec.crit !== crit) {  // only the rows an event changed
           rec.agent = a;
           rec.crit = crit;
-          S.set(rec.g, "class", "row s-" + a.status + (crit ? " critical" : "") + (r.open ? " open" : ""));
+          S.set(rec.g, "class",
+                "row s-" + a.status + (crit ? " critical" : "") + (r.open ? " open" : ""));
           S.set(rec.g, "data-status", a.status);
           var name = a.agentName || a.agentId;
-          if (rec.fitted !== name) { rec.fitted = name; S.text(rec.name, S.fit(name, o.labelWidth - 14, 6.6)); }
+          if (rec.fitted !== name) {
+            rec.fitted = name;
+            S.text(rec.name, S.fit(name, o.labelWidth - 14, 6.6));
+          }
         }
         // Every frame: the scale moves while the run goes on.
         if (r.x0 === null) {

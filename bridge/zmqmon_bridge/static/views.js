@@ -91,7 +91,8 @@
     var input = $("replay-seq"), on = replaying(id);
     var last = Math.max(live && live.lastSeq || 0, state.lastSeq || 0);
     var first = 1;
-    if (on && log) { var r = history(id).range(log); if (r) { first = r[0]; last = Math.max(last, r[1]); } }
+    var r = on && log ? history(id).range(log) : null;
+    if (r) { first = r[0]; last = Math.max(last, r[1]); }
     input.min = String(first);
     input.max = String(Math.max(first, last));
     input.value = String(on ? replaySeq[id] : last);
@@ -100,7 +101,8 @@
     $("detail").dataset.mode = on ? "replay" : "live";
     if (on) $("detail").dataset.replaySeq = String(replaySeq[id]);
     else delete $("detail").dataset.replaySeq;
-    $("replay-at").textContent = on ? "seq " + replaySeq[id] + " of " + last : "live · seq " + last;
+    $("replay-at").textContent = on ? "seq " + replaySeq[id] + " of " + last
+      : "live · seq " + last;
   }
 
   function render(id, state, log, live) {
