@@ -1,8 +1,9 @@
 """A real browser: Voilà serves a notebook with a live monitor; Chromium (Playwright) watches it.
 
 The overall progress bar's width grows while the execution runs, the final state shows
-"completed", a screenshot is written, and every request of ours stays on 127.0.0.1 (Voilà's page
-template asks a CDN for Font Awesome's CSS: that one is not ours and is the only exception).
+"completed" (in the rows, and in the graph and timeline), a screenshot is written, and every
+request of ours stays on 127.0.0.1 (Voilà's page template asks a CDN for Font Awesome's CSS: that
+one is not ours and is the only exception).
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ def test_progress_grows_live_in_chromium(jupyter_env: Path, tmp_path: Path) -> N
             wait_for(lambda: width() == 100, 10, 0.05, message="a full bar")
             rows = page.locator(".zmqmon-monitor .widget-hprogress .progress-bar")
             assert rows.count() == 5  # the overall bar + one per agent
+            # the graph and timeline (inline SVG): four agents, all completed, four bars
+            nodes = page.locator(".zmqmon-monitor .zmqmon-views .zm-node.zm-s-completed")
+            wait_for(lambda: nodes.count() == 4, 10, 0.1, message="the graph, completed")
+            assert page.locator(".zmqmon-monitor .zmqmon-views .zm-bar").count() == 4
             assert page.locator(".zmqmon-monitor button").first.is_disabled()
             shot = tmp_path / "monitor.png"
             page.locator(".zmqmon-monitor").first.screenshot(path=str(shot))

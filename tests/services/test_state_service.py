@@ -131,7 +131,7 @@ def test_snapshot_reads_the_published_state_at_once(rig: Rig) -> None:
     assert execution["status"] == "running" and execution["lastSeq"] == 3
     assert execution["agents"][0] == {
         "agentId": "a", "agentName": "A", "status": "running", "progress": 50,
-        "startedAt": execution["agents"][0]["startedAt"], "finishedAt": None,
+        "dependsOn": [], "startedAt": execution["agents"][0]["startedAt"], "finishedAt": None,
         "durationMs": None, "error": None,
     }  # fmt: skip
     assert error_of(rig.ask({"op": "snapshot", "executionId": "zzz"}))[0] == "not_found"

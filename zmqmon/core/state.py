@@ -16,8 +16,10 @@ Rules:
 3. Once the execution is terminal (completed, failed, cancelled), later events only move
    ``lastSeq``.
 4. ``execution:started`` → ``running``; sets workflow name, user and ``startedAt``; the agents it
-   announces (``data.agents``) get ``pending`` rows, in order (one row per agent id, as in
-   ``reducer.js``, even if announced twice).
+   announces (``data.agents``) get ``pending`` rows, in order, with their ``dependsOn`` (one row
+   per agent id, as in ``reducer.js``, even if announced twice: the first announcement wins, and
+   a row an earlier agent event made is left as it is). The DAG and timeline views read the
+   dependencies from the state, so a late joiner's snapshot carries them too.
 5. ``execution:progress`` → ``progress``. ``execution:completed`` → ``completed``, progress 100.
    ``execution:failed`` → ``failed`` with ``error``. ``execution:cancelled`` → ``cancelled``.
    On each of the three, ``finishedAt`` is set and agents still ``running`` become ``cancelled``.
@@ -79,6 +81,8 @@ class AgentState(_State):
 
     agent_id: str
     agent_name: str
+    #: the agents it waits for, as announced by ``execution:started`` (zmqmon's addition)
+    depends_on: tuple[str, ...] = ()
     status: AgentStatus = "pending"
     progress: int = 0
     started_at: str | None = None
@@ -259,7 +263,13 @@ def apply_event(state: ExecutionState | None, event: Event) -> ExecutionState:
         for info in event.data.agents or ():
             if info.agent_id not in known:
                 known.add(info.agent_id)
-                new_rows.append(AgentState(agent_id=info.agent_id, agent_name=info.agent_name))
+                new_rows.append(
+                    AgentState(
+                        agent_id=info.agent_id,
+                        agent_name=info.agent_name,
+                        depends_on=tuple(info.depends_on),
+                    )
+                )
         if new_rows:
             agents = agents.extend(new_rows)
         update.update(

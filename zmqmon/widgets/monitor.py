@@ -4,6 +4,10 @@ It starts from the state service's snapshot (a late join shows the right state a
 :class:`~zmqmon.widgets.feed.Feed` thread applies the Subscriber's repaired events with the one
 reducer and pushes the view at most ~10 times a second. The thread ends, after a final render,
 when the execution ends or the widget is closed.
+
+Beside the agent rows it draws the run's graph and timeline (:mod:`zmqmon.widgets.graph`, from
+the same state), and a replay bar (:mod:`zmqmon.widgets.replay`) shows every part of it as of
+any seq.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from zmqmon.core.state import ExecutionState, apply_event
 from zmqmon.errors import ConflictError, ZmqmonError
 from zmqmon.shells.curve import CurveClient
 from zmqmon.widgets.feed import Feed, SubscriberLike
+from zmqmon.widgets.graph import GraphViews
+from zmqmon.widgets.replay import ReplayBar
 from zmqmon.widgets.view import AgentRow, ExecutionView, badge_html, execution_view, format_event
 
 __all__ = ["ExecutionMonitor"]
@@ -89,11 +95,13 @@ class _AgentRow:
 
 
 class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
-    """A live view of one execution: name, status, elapsed time, progress, agents, events, Cancel.
+    """A live view of one execution: name, status, elapsed time, progress, replay bar, graph,
+    timeline, agents, events, Cancel.
 
     ``state`` is the current :class:`~zmqmon.core.state.ExecutionState`; ``value`` (a synced
     trait) is its wire form (camelCase dict) as of the last render, so it is what the front end
-    and a saved notebook's widget state hold.
+    and a saved notebook's widget state hold. While the replay bar shows an earlier seq, the
+    views draw that state; ``state`` and ``value`` stay live.
     """
 
     value = traitlets.Dict().tag(sync=True)
@@ -151,6 +159,14 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         self._log_view = widgets.HTML()
         self._log_box = widgets.Accordion(children=[self._log_view], selected_index=None)
         self._log_box.set_title(0, "Events")
+        # The graph and timeline: one HTML widget of inline SVG, re-rendered less often than
+        # the rows when the run is large (its HTML grows with the agents).
+        self._graphs = GraphViews()
+        self._views = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self._views.add_class("zmqmon-views-box")
+        self._views_at = -1e9
+        self._interval = interval
+        self._replay = ReplayBar(self._fetch_events if self.state_endpoint else None, self.render)
         self._cancel = widgets.Button(
             description="Cancel", button_style="danger", tooltip="Cancel this execution"
         )
@@ -167,13 +183,23 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
             overall_label,
             overall,
             self._agents,
+            self._views,
+            *self._replay.all,
             self._log_view,
             self._log_box,
             self._cancel,
             self._footer,
             actions,
         ]
-        self.children = [self._header, overall, self._agents, self._log_box, actions]
+        self.children = [
+            self._header,
+            overall,
+            self._replay.box,
+            self._views,
+            self._agents,
+            self._log_box,
+            actions,
+        ]
         self.add_class("zmqmon-monitor")
         self.layout.width = "100%"
         self.layout.max_width = "56em"
@@ -263,6 +289,20 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         # Ended, and every event up to the end delivered (the log shows the terminal event).
         return self.state.is_terminal and self._seen_seq >= self.state.last_seq
 
+    def _fetch_events(self, after_seq: int) -> tuple[list[Event], int]:
+        # (the replay bar's, in the comm thread: a client of its own, as sockets are per thread)
+        from zmqmon.shells.client import StateClient
+
+        assert self.state_endpoint
+        with StateClient(self.state_endpoint, timeout=self._timeout, context=self._context) as c:
+            return c.events(self.execution_id, after_seq, 1000)
+
+    def _views_due(self, state: ExecutionState) -> bool:
+        if state.is_terminal or self._replay.replaying:
+            return True  # the end state, and a drag, are drawn at once
+        wait = self._interval * max(1.0, len(state.agents) / 100)
+        return time.monotonic() - self._views_at >= wait
+
     def _on_publisher_change(self, alive: bool) -> None:
         # Heartbeats stopped (or came back): say so; the next render shows it.
         self.publisher_alive = alive
@@ -289,8 +329,12 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
                 return
             if self._state_behind and self._feed.owns_thread():
                 self._catch_up_state()  # (the subscriber's states belong to the feed thread)
-            state = self.state
-            view = execution_view(state, time.time())
+            live = self.state
+            replayed = self._replay.state if self._replay.replaying else None
+            state = replayed or live
+            at = self._replay.time_at()
+            now = time.time() if replayed is None or at is None else at / 1000
+            view = execution_view(state, now)
             header = (
                 f'<div style="{_CSS}display:flex;gap:0.8em;align-items:center">'
                 f'<b style="font-size:1.15em">{html.escape(view.title)}</b> {view.badge}'
@@ -314,8 +358,13 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
                 self._agents.children = [r.box for r in self._rows[: len(view.agents)]]
             for row_widgets, row in zip(self._rows, view.agents, strict=False):
                 row_widgets.update(row)
+            if self._views_due(state):
+                self._views_at = time.monotonic()
+                _set(self._views, value=self._graphs.html(state, int(now * 1000)))
+            self._replay.follow(live.last_seq, live.is_terminal)
             # Newest first: the latest events are visible without scrolling.
-            lines = [html.escape(format_event(e)) for e in reversed(list(self._log))]
+            shown = self._replay.events(self._log.maxlen or 1) if replayed else list(self._log)
+            lines = [html.escape(format_event(e)) for e in reversed(shown)]
             _set(
                 self._log_view,
                 value=(
@@ -324,13 +373,13 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
                     + "</pre>"
                 ),
             )
-            _set(self._cancel, disabled=not view.can_cancel)
+            _set(self._cancel, disabled=live.is_terminal)
             _set(
                 self._footer,
                 value=f'<span style="{_MONO}color:#666;margin-left:1em">'
                 f"{html.escape(self._notice)}</span>",
             )
-            value = state.to_json_dict()
+            value = live.to_json_dict()
             if value != self.value:
                 self.value = value
 

@@ -11,6 +11,7 @@
   "use strict";
 
   var R = window.ZmqmonReducer;
+  var V = window.ZmqmonViews;  // graph, timeline and replay (views.js); optional
   var $ = function (id) { return document.getElementById(id); };
 
   var states = {};        // executionId -> state (reducer.js form)
@@ -131,7 +132,8 @@
         if (log && at && !log[at] && lastSeqOf(msg.executionId) < at) {
           // state mode: the bridge skipped a backlog; the log says so where it resumes
           log[at] = { type: "snapshot", seq: at, executionId: msg.executionId,
-                      timestamp: new Date().toISOString(), data: {} };
+                      timestamp: new Date().toISOString(), data: {},
+                      execution: msg.execution };  // replay restarts from it
         }
         queueRender();
         return;
@@ -219,9 +221,10 @@
   function fmtClock(ts) {  // local time of day with milliseconds, like the Started column
     var t = parseTs(ts);
     if (isNaN(t)) return "";
-    var d = new Date(t);
-    var ms = String(d.getMilliseconds()).padStart(3, "0");
-    return d.toLocaleTimeString([], { hour12: false }) + "." + ms;
+    var d = new Date(t), p = function (n, w) { return String(n).padStart(w, "0"); };
+    // by hand: toLocaleTimeString costs ~0.1 ms, and a busy log formats hundreds a frame
+    return p(d.getHours(), 2) + ":" + p(d.getMinutes(), 2) + ":" + p(d.getSeconds(), 2) + "." +
+      p(d.getMilliseconds(), 3);
   }
 
   function fmtDuration(ms) {
@@ -233,10 +236,10 @@
     return m + " m " + Math.round(s - 60 * m) + " s";
   }
 
-  function duration(startedAt, finishedAt, running) {
+  function duration(startedAt, finishedAt, running, now) {
     var a = parseTs(startedAt);
     if (isNaN(a)) return null;
-    var b = finishedAt ? parseTs(finishedAt) : (running ? Date.now() : NaN);
+    var b = finishedAt ? parseTs(finishedAt) : (running ? (now || Date.now()) : NaN);
     return isNaN(b) ? null : Math.max(0, b - a);
   }
 
@@ -282,11 +285,14 @@
   }
 
   function renderDetail() {
-    var s = selected && states[selected];
+    var live = selected && states[selected];
     $("detail").hidden = !selected;
     $("placeholder").hidden = !!selected;
     if (!selected) return;
-    if (!s) s = { executionId: selected, status: "pending", progress: 0, agents: [], lastSeq: 0 };
+    var s = live || { executionId: selected, status: "pending", progress: 0, agents: [], lastSeq: 0 };
+    // replay: every part of the detail shows the state as of the scrubbed seq
+    if (V) s = V.shown(selected, s, logs[selected]);
+    var now = V ? V.nowFor(selected, s, logs[selected]) : Date.now();
     $("detail").dataset.status = s.status;
     $("d-name").textContent = s.workflowName || s.workflowId || "Execution";
     $("d-id").textContent = s.executionId;
@@ -298,30 +304,59 @@
     prog.querySelector(".bar").style.width = (s.progress || 0) + "%";
     $("d-pct").textContent = (s.progress || 0) + "%";
     $("d-started").textContent = fmtTime(s.startedAt);
-    $("d-duration").textContent = fmtDuration(duration(s.startedAt, s.finishedAt, s.status === "running"));
+    $("d-duration").textContent = fmtDuration(duration(s.startedAt, s.finishedAt, s.status === "running", now));
     $("d-user").textContent = s.userId || "—";
     $("d-seq").textContent = String(s.lastSeq || 0);
     $("d-error").hidden = !s.error;
     $("d-error").textContent = s.error || "";
 
-    var rows = document.createDocumentFragment();
-    (s.agents || []).forEach(function (a) {
-      var tr = el("tr");
-      tr.dataset.agentId = a.agentId;
-      tr.dataset.status = a.status;
-      var name = tr.appendChild(el("td"));
-      name.appendChild(el("div", "wf", a.agentName));
-      name.appendChild(el("div", "id", a.agentId));
-      tr.appendChild(el("td")).appendChild(badge(a.status));
-      tr.appendChild(el("td")).appendChild(progressCell(a.progress, a.status));
+    // One row per agent, kept and updated in place: a frame at 500 agents rebuilds nothing.
+    var body = $("agent-rows");
+    if (agentDom.id !== selected) { agentDom = { id: selected, rows: {} }; body.replaceChildren(); }
+    (s.agents || []).forEach(function (a, i) {
+      var r = agentDom.rows[a.agentId] || (agentDom.rows[a.agentId] = agentRow(a));
+      if (body.children[i] !== r.tr) body.insertBefore(r.tr, body.children[i] || null);
       var ms = a.durationMs !== null && a.durationMs !== undefined
-        ? a.durationMs : duration(a.startedAt, a.finishedAt, a.status === "running");
-      tr.appendChild(el("td", "num", fmtDuration(ms)));
-      tr.appendChild(el("td", "err", a.error || ""));
-      rows.appendChild(tr);
+        ? a.durationMs : duration(a.startedAt, a.finishedAt, a.status === "running", now);
+      updateAgentRow(r, a, fmtDuration(ms));
     });
-    $("agent-rows").replaceChildren(rows);
+    while (body.children.length > (s.agents || []).length) body.lastChild.remove();
+    if (V) V.render(selected, s, logs[selected], live);
     renderLog(selected);
+  }
+
+  var agentDom = { id: null, rows: {} };  // agentId -> the cells of its row
+
+  function agentRow(a) {
+    var tr = el("tr"), name = tr.appendChild(el("td"));
+    tr.dataset.agentId = a.agentId;
+    var r = { tr: tr, name: name.appendChild(el("div", "wf")), id: name.appendChild(el("div", "id")),
+              badge: badge(a.status), cell: progressCell(0, a.status),
+              dur: el("td", "num"), err: el("td", "err") };
+    tr.appendChild(el("td")).appendChild(r.badge);
+    tr.appendChild(el("td")).appendChild(r.cell);
+    tr.appendChild(r.dur);
+    tr.appendChild(r.err);
+    return r;
+  }
+
+  function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
+
+  function updateAgentRow(r, a, dur) {
+    if (r.tr.dataset.status !== a.status) {
+      r.tr.dataset.status = a.status;
+      r.badge.className = "badge " + a.status;
+      r.badge.textContent = a.status;
+      r.cell.firstChild.className = "progress " + a.status;
+    }
+    var pct = Math.max(0, Math.min(100, a.progress || 0));
+    var bar = r.cell.firstChild.firstChild;
+    if (bar.style.width !== pct + "%") bar.style.width = pct + "%";
+    setText(r.cell.lastChild, (a.progress || 0) + "%");
+    setText(r.name, a.agentName);
+    setText(r.id, a.agentId);
+    setText(r.dur, dur);
+    setText(r.err, a.error || "");
   }
 
   function summary(ev) {
@@ -340,34 +375,74 @@
     }
   }
 
+  // The log's lines, kept while they are shown: each is built once (a frame adds the new ones
+  // and drops those past MAX_LOG), and the log is pinned to its end without reading the layout
+  // in the middle of a render (that would lay out the whole page every frame).
+  var logDom = { id: null, items: {}, more: null };
+  var stick = true, pinQueued = false, logSeen = false;  // (logSeen: the log is on screen)
+
+  function logLine(id, seq, ev) {
+    var li = el("li", "t-" + ev.type.replace(":", "-"));
+    li.dataset.seq = String(seq);
+    var line = li.appendChild(el("div", "line"));
+    line.appendChild(el("span", "seq", "#" + seq));
+    line.appendChild(el("span", "ts", fmtClock(ev.timestamp)));
+    line.appendChild(el("span", "type", ev.type));
+    line.appendChild(el("span", "summary", summary(ev)));
+    if (expanded[id + ":" + seq]) li.appendChild(el("pre", "", JSON.stringify(ev, null, 2)));
+    return li;
+  }
+
+  function toggleLine(e) {  // one listener for every line (a busy log replaces hundreds a frame)
+    var line = e.target.closest(".line"), li = line && line.parentNode;
+    if (!li || !li.dataset.seq || !logDom.id) return;
+    var key = logDom.id + ":" + li.dataset.seq, pre = li.querySelector("pre");
+    if (expanded[key]) { delete expanded[key]; if (pre) pre.remove(); return; }
+    expanded[key] = true;
+    var ev = (logs[logDom.id] || {})[li.dataset.seq];
+    if (ev) li.appendChild(el("pre", "", JSON.stringify(ev, null, 2)));
+  }
+
   function renderLog(id) {
-    var log = logs[id] || {};
-    var seqs = Object.keys(log).map(Number).sort(function (a, b) { return a - b; });
-    var hiddenCount = Math.max(0, seqs.length - MAX_LOG);
-    seqs = seqs.slice(hiddenCount);  // the latest MAX_LOG lines: rendering stays cheap
-    var list = $("log");
-    var atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-    var frag = document.createDocumentFragment();
-    if (hiddenCount) frag.appendChild(el("li", "more", hiddenCount + " earlier events not shown"));
-    seqs.forEach(function (seq) {
-      var ev = log[seq];
-      var li = el("li", "t-" + ev.type.replace(":", "-"));
-      li.dataset.seq = String(seq);
-      var line = li.appendChild(el("div", "line"));
-      line.appendChild(el("span", "seq", "#" + seq));
-      line.appendChild(el("span", "ts", fmtClock(ev.timestamp)));
-      line.appendChild(el("span", "type", ev.type));
-      line.appendChild(el("span", "summary", summary(ev)));
-      var key = id + ":" + seq;
-      if (expanded[key]) li.appendChild(el("pre", "", JSON.stringify(ev, null, 2)));
-      line.addEventListener("click", function () {
-        if (expanded[key]) delete expanded[key]; else expanded[key] = true;
-        renderLog(id);
-      });
-      frag.appendChild(li);
+    var log = logs[id] || {}, list = $("log");
+    var keys = Object.keys(log);  // integer keys: listed in ascending order, no sort needed
+    var limit = V ? V.seqLimit(id) : Infinity;  // replay: the log up to the scrubbed seq
+    var end = keys.length;
+    if (limit !== Infinity) {
+      for (var lo = 0, hi = keys.length; lo < hi;) {
+        var mid = (lo + hi) >> 1;
+        if (+keys[mid] <= limit) lo = mid + 1; else hi = mid;
+      }
+      end = lo;
+    }
+    var start = Math.max(0, end - MAX_LOG);  // the latest MAX_LOG lines: rendering stays cheap
+    if (logDom.id !== id) { list.replaceChildren(); logDom = { id: id, items: {}, more: null }; stick = true; }
+    var items = logDom.items, shown = {};
+    for (var i = start; i < end; i++) shown[keys[i]] = true;
+    Object.keys(items).forEach(function (seq) {
+      if (!shown[seq]) { items[seq].remove(); delete items[seq]; }
     });
-    list.replaceChildren(frag);
-    if (atBottom) list.scrollTop = list.scrollHeight;
+    if (start && !logDom.more) logDom.more = el("li", "more");
+    if (logDom.more) {
+      if (start) {
+        setText(logDom.more, start + " earlier events not shown");
+        if (list.firstChild !== logDom.more) list.prepend(logDom.more);
+      } else { logDom.more.remove(); logDom.more = null; }
+    }
+    var prev = logDom.more;
+    for (i = start; i < end; i++) {
+      var li = items[keys[i]] || (items[keys[i]] = logLine(id, keys[i], log[keys[i]]));
+      var at = prev ? prev.nextSibling : list.firstChild;
+      if (at !== li) list.insertBefore(li, at);
+      prev = li;
+    }
+    if ((stick || limit !== Infinity) && logSeen) pinLog();
+  }
+
+  function pinLog() {  // next frame, before its render: the layout is clean then
+    if (pinQueued) return;
+    pinQueued = true;
+    requestAnimationFrame(function () { pinQueued = false; $("log").scrollTop = $("log").scrollHeight; });
   }
 
   function renderSubs() {
@@ -385,6 +460,15 @@
 
   // ---- wiring -----------------------------------------------------------------------------
 
+  new IntersectionObserver(function (entries) {  // off screen, the log is not laid out: no pin
+    logSeen = entries[0].isIntersecting;
+    if (logSeen && stick) pinLog();
+  }).observe($("log"));
+  $("log").addEventListener("click", toggleLine);
+  $("log").addEventListener("scroll", function () {  // follow the end unless scrolled up
+    var l = $("log");
+    stick = l.scrollHeight - l.scrollTop - l.clientHeight < 40;
+  });
   $("subscribe-form").addEventListener("submit", function (e) {
     e.preventDefault();
     var id = $("subscribe-id").value.trim();
@@ -400,6 +484,7 @@
     retry = 0;
     connect();
   });
+  if (V) V.attach(queueRender);
   setInterval(function () {  // running durations tick
     for (var id in states) { if (states[id].status === "running") { queueRender(); return; } }
   }, 1000);
@@ -415,5 +500,5 @@
     connect();
   }).catch(function () { connect(); });
 
-  window.zmqmonDashboard = { states: states, select: select, unsubscribe: unsubscribe };
+  window.zmqmonDashboard = { states: states, logs: logs, select: select, unsubscribe: unsubscribe };
 })();

@@ -9,7 +9,8 @@
  * 2. With no state yet, the first event starts one (status pending, nothing else known).
  * 3. Once terminal (completed, failed, cancelled), later events only move lastSeq.
  * 4. execution:started -> running; sets workflowName, userId, startedAt; the agents it announces
- *    (data.agents) get pending rows, in order.
+ *    (data.agents) get pending rows, in order, with their dependsOn (the first announcement of an
+ *    id wins; a row an earlier agent event made is left as it is).
  * 5. execution:progress -> progress. execution:completed -> completed, progress 100.
  *    execution:failed -> failed with error. execution:cancelled -> cancelled. On each of the
  *    three, finishedAt is set and agents still running become cancelled.
@@ -43,10 +44,11 @@
     };
   }
 
-  function newAgent(agentId, agentName) {
+  function newAgent(agentId, agentName, dependsOn) {
     return {
       agentId: agentId,
       agentName: agentName,
+      dependsOn: dependsOn ? dependsOn.slice() : [],
       status: "pending",
       progress: 0,
       startedAt: null,
@@ -102,7 +104,9 @@
       case "execution:started": {
         var agents = state.agents.slice();
         (data.agents || []).forEach(function (info) {
-          if (!findAgent(agents, info.agentId)) agents.push(newAgent(info.agentId, info.agentName));
+          if (!findAgent(agents, info.agentId)) {
+            agents.push(newAgent(info.agentId, info.agentName, info.dependsOn));
+          }
         });
         u.status = "running";
         u.workflowName = nul(data.workflowName);
