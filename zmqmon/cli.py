@@ -186,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = sub.add_parser("proxy", help="XSUB/XPUB forwarder for many publishers/subscribers")
     proxy.add_argument("--frontend", required=True, help="XSUB endpoint publishers connect to")
     proxy.add_argument("--backend", required=True, help="XPUB endpoint subscribers connect to")
+    proxy.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve GET /metrics (Prometheus text) and GET /health on this port, 0 = any "
+        + _env_help("metrics_port"),
+    )
+    proxy.add_argument(
+        "--metrics-host", help="address the metrics endpoint binds " + _env_help("metrics_host")
+    )
 
     demo = sub.add_parser("demo", help="everything on embedded defaults, demo workflows running")
     demo.add_argument("--db", help="SQLite file (default: a temporary file)")
@@ -254,7 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "proxy":
         from zmqmon.shells.proxy import run_proxy
 
-        return run_proxy(args.frontend, args.backend)
+        metrics_port = from_env(
+            "metrics_port", None if args.metrics_port is None else str(args.metrics_port)
+        )
+        if metrics_port is not None and not metrics_port.isdigit():
+            print(
+                f"zmqmon proxy: metrics port must be a number, got {metrics_port!r}",
+                file=sys.stderr,
+            )
+            return 2
+        return run_proxy(
+            args.frontend,
+            args.backend,
+            metrics_port=None if metrics_port is None else int(metrics_port),
+            metrics_host=from_env("metrics_host", args.metrics_host) or "127.0.0.1",
+        )
     if cmd == "demo":
         from zmqmon.launch import run_demo
 
