@@ -11,7 +11,9 @@ worker processes, two threads each, loopback) serves every row, in this run:
   the service's ROUTER) beside ``Worker.log_event`` + ``Client.subscribe_topic`` (Dask's own
   route, through the scheduler): messages per second reaching the service;
 * cancel, service → a running task: the channel's cancel beside ``Client.run`` on the task's
-  worker flipping the same flag; median latency until the task sees it.
+  worker flipping the same flag; median latency until the task sees it;
+* what each route costs the cluster: no-op tasks submitted while two tasks flood updates through
+  the channel, beside the same through ``log_event`` (which passes the scheduler).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import statistics
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -183,14 +186,14 @@ def _progress(client: Any, n: int) -> list[Row]:
 
     lat_zmq, lat_run = [], []
     for i in range(10):
-        name = f"zmq-{i}"
+        name = f"zmq-{i}-{uuid.uuid4().hex}"
         f = client.submit(wait_flag, name, channel.endpoint, 10, pure=False)
         time.sleep(0.05)  # let it start
         sent = time.time()
         channel.cancel(name)
         seen = f.result()
         lat_zmq.append((seen or float("nan")) - sent)
-        name = f"run-{i}"
+        name = f"run-{i}-{uuid.uuid4().hex}"
         worker = workers[i % 2]
         f = client.submit(wait_flag, name, "", 10, pure=False, workers=[worker])
         time.sleep(0.05)
@@ -198,6 +201,30 @@ def _progress(client: Any, n: int) -> list[Row]:
         client.run(set_flag, name, workers=[worker])
         seen = f.result()
         lat_run.append((seen or float("nan")) - sent)
+
+    # What each route costs the rest of the cluster: no-op tasks while progress floods in.
+    def tasks_us(flood: Any) -> float:
+        floods = [flood(i) for i in range(2)]
+        t0 = time.perf_counter()
+        client.gather([client.submit(noop, i, pure=False) for i in range(tasks)])
+        us = (time.perf_counter() - t0) / tasks * 1e6
+        client.gather(floods)
+        return us
+
+    tasks = 300
+    client.subscribe_topic("zmqmon-bench", count)
+    quiet = tasks_us(lambda i: client.submit(noop, -i - 1, pure=False))
+    via_log = tasks_us(
+        lambda i: client.submit(
+            send_log_events, n, "zmqmon-bench", pure=False, workers=[workers[i % 2]]
+        )
+    )
+    via_zmq = tasks_us(
+        lambda i: client.submit(
+            send_channel, n, channel.endpoint, "bench", pure=False, workers=[workers[i % 2]]
+        )
+    )
+    client.unsubscribe_topic("zmqmon-bench")
     loop.run(channel.aclose())
     loop.close()
     return [
@@ -218,6 +245,15 @@ def _progress(client: Any, n: int) -> list[Row]:
             statistics.median(lat_run) * 1e3,
             "ms",
             note="zmqmon's channel vs Client.run on the task's worker",
+        ),
+        Row(
+            "dask",
+            f"{tasks} no-op tasks while 2 tasks send {n:,} updates each",
+            via_zmq,
+            via_log,
+            "µs/task",
+            note=f"updates through zmqmon's channel vs through log_event; {quiet:,.0f} µs/task "
+            "with no updates",
         ),
     ]
 

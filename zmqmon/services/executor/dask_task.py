@@ -9,9 +9,10 @@ thread), and returns a :class:`TaskResult`: whatever the agent raised is caught 
 never raised into the worker. The last progress value not yet sent travels in the result, so it
 reaches the service before ``agent:completed`` whatever the channel did.
 
-:class:`WorkerLink` is the worker process's end of the channel (:mod:`.channel`): one DEALER
-owned by one daemon thread; task threads hand it frames through inproc sockets of their own
-(ZeroMQ sockets are not thread-safe). Nothing here imports ``distributed`` except to learn the
+:class:`WorkerLink` is the worker process's end of the channel (:mod:`.channel`): one DEALER,
+read by a daemon thread, says hello and receives cancels; each task thread sends its progress on
+a DEALER of its own (ZeroMQ sockets are not thread-safe, and a hop through another thread cost
+half the rate). Nothing here imports ``distributed`` except to learn the
 worker's address, so it is tested without a cluster too.
 """
 
@@ -91,21 +92,19 @@ class WorkerLink:
     def __init__(self, endpoint: str, worker: str = "") -> None:
         self.endpoint = endpoint
         self._context: zmq.Context[Any] = zmq.Context()
-        self._inbox = f"inproc://zmqmon-link-{uuid.uuid4().hex}"
         self._local = threading.local()
         self._lock = threading.Lock()
         self._hooks: dict[bytes, list[Callable[[], None]]] = {}
         self._cancelled: collections.OrderedDict[bytes, None] = collections.OrderedDict()
-        pull = self._context.socket(zmq.PULL)
-        pull.bind(self._inbox)
+        # The link's own DEALER says hello and receives the cancels; progress goes out on one
+        # DEALER per task thread (no hop through another thread: measured 2–3× the rate).
         dealer = self._context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.IDENTITY, uuid.uuid4().bytes)  # the same across reconnects
-        dealer.setsockopt(zmq.LINGER, 1000)
-        dealer.setsockopt(zmq.SNDHWM, 10_000)
+        dealer.setsockopt(zmq.LINGER, 0)
         dealer.connect(endpoint)
         dealer.send_multipart([HELLO, worker.encode()], flags=zmq.NOBLOCK)
         self._thread = threading.Thread(
-            target=self._serve, args=(pull, dealer), name="zmqmon-dask-link", daemon=True
+            target=self._serve, args=(dealer,), name="zmqmon-dask-link", daemon=True
         )
         self._thread.start()
 
@@ -113,13 +112,14 @@ class WorkerLink:
 
     def progress(self, token: str, value: int, message: str | None) -> None:
         """Send one progress update; dropped rather than ever blocking the agent."""
-        push = getattr(self._local, "push", None)
-        if push is None:
-            push = self._local.push = self._context.socket(zmq.PUSH)
-            push.setsockopt(zmq.SNDHWM, 1000)
-            push.connect(self._inbox)
-        with contextlib.suppress(zmq.ZMQError):
-            push.send_multipart(
+        out = getattr(self._local, "out", None)
+        if out is None:
+            out = self._local.out = self._context.socket(zmq.DEALER)
+            out.setsockopt(zmq.SNDHWM, 10_000)
+            out.setsockopt(zmq.LINGER, 1000)  # what is queued when the task ends still goes
+            out.connect(self.endpoint)
+        with contextlib.suppress(zmq.ZMQError):  # queue full or service gone: dropped
+            out.send_multipart(
                 [PROGRESS, token.encode(), encode_progress(value, message)], flags=zmq.NOBLOCK
             )
 
@@ -139,20 +139,11 @@ class WorkerLink:
 
     # -- the link's thread ---------------------------------------------------------------------
 
-    def _serve(self, pull: Any, dealer: Any) -> None:
-        poller = zmq.Poller()
-        poller.register(pull, zmq.POLLIN)
-        poller.register(dealer, zmq.POLLIN)
+    def _serve(self, dealer: Any) -> None:
         while True:
-            for sock, _ in poller.poll():
-                if sock is pull:
-                    frames = pull.recv_multipart()
-                    with contextlib.suppress(zmq.ZMQError):  # the service is gone: drop
-                        dealer.send_multipart(frames, flags=zmq.NOBLOCK)
-                else:
-                    frames = dealer.recv_multipart()
-                    if len(frames) == 2 and frames[0] == CANCEL:
-                        self._cancel(frames[1])
+            frames = dealer.recv_multipart()
+            if len(frames) == 2 and frames[0] == CANCEL:
+                self._cancel(frames[1])
 
     def _cancel(self, token: bytes) -> None:
         with self._lock:
