@@ -147,8 +147,9 @@ class AgentSpec(_Model):
     depends_on: list[_ID] = Field(default_factory=list)
     timeout_seconds: Annotated[float, Field(gt=0)] | None = None
     #: reruns after the worker running the agent was lost (an agent on a Dask cluster); an
-    #: agent's own exception is never rerun. Negative is refused.
-    retries: Annotated[int, Field(ge=0, le=100)] = 0
+    #: agent's own exception is never rerun. Negative is refused. None (the default) is 0, and
+    #: leaves the definition's content digest what it was before the field existed.
+    retries: Annotated[int, Field(ge=0, le=100)] | None = None
 
     @property
     def display_name(self) -> str:

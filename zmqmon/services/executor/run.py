@@ -213,7 +213,7 @@ class ExecutionRun:
             report=self._reporter(agent_id, name),
             cancel=signal,
             progress_interval=self.engine.progress_interval,
-            retries=spec.retries,
+            retries=spec.retries or 0,
             label=f"agent {agent_id!r} of execution {self.execution_id}",
         )
         self._emit(
