@@ -5,7 +5,10 @@ Every URL flag also reads its environment variable (``ZMQMON_EVENTS``, ``ZMQMON_
 ``ZMQMON_JWT_AUDIENCE``, ``ZMQMON_JWT_ISSUER``),
 and so do ``serve --agents`` (``ZMQMON_AGENTS``) and the service's limits (``--max-request-bytes``
 ``ZMQMON_MAX_REQUEST_BYTES``, ``--max-agents`` ``ZMQMON_MAX_AGENTS``, ``--max-events-in-memory``
-``ZMQMON_MAX_EVENTS_IN_MEMORY``, ``--max-workers`` ``ZMQMON_MAX_WORKERS``).
+``ZMQMON_MAX_EVENTS_IN_MEMORY``, ``--max-workers`` ``ZMQMON_MAX_WORKERS``), ``serve --dask``
+(``ZMQMON_DASK``, ``--dask-channel`` ``ZMQMON_DASK_CHANNEL``, ``--dask-advertise``
+``ZMQMON_DASK_ADVERTISE``) and ``proxy --metrics-port`` (``ZMQMON_METRICS_PORT``,
+``--metrics-host`` ``ZMQMON_METRICS_HOST``).
 """
 
 from __future__ import annotations
@@ -81,6 +84,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the state endpoint heartbeats name, where the bound one is not reachable from "
         "other hosts " + _env_help("advertise_state"),
+    )
+    cluster = serve.add_argument_group("agents on a Dask cluster (see docs/protocol.md)")
+    cluster.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run every agent as a task on the Dask distributed cluster of this scheduler, e.g. "
+        "tcp://10.0.0.5:8786 " + _env_help("dask"),
+    )
+    cluster.add_argument(
+        "--dask-channel",
+        metavar="URL",
+        help="where to bind the channel workers send progress to and get cancels from "
+        + _env_help("dask_channel"),
+    )
+    cluster.add_argument(
+        "--dask-advertise",
+        metavar="URL",
+        help="the channel's address as workers reach it, when the bound one is not "
+        + _env_help("dask_advertise"),
     )
     limits = serve.add_argument_group("limits (see docs/protocol.md, Limits)")
     limits.add_argument(
@@ -164,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     proxy = sub.add_parser("proxy", help="XSUB/XPUB forwarder for many publishers/subscribers")
     proxy.add_argument("--frontend", required=True, help="XSUB endpoint publishers connect to")
     proxy.add_argument("--backend", required=True, help="XPUB endpoint subscribers connect to")
+    proxy.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve GET /metrics (Prometheus text) and GET /health on this port, 0 = any "
+        + _env_help("metrics_port"),
+    )
+    proxy.add_argument(
+        "--metrics-host", help="address the metrics endpoint binds " + _env_help("metrics_host")
+    )
 
     demo = sub.add_parser("demo", help="everything on embedded defaults, demo workflows running")
     demo.add_argument("--db", help="SQLite file (default: a temporary file)")
@@ -189,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             limits={name: from_env(name, getattr(args, name)) for name in _LIMITS},
             curve=from_env("curve", args.curve),
             advertise_state=from_env("advertise_state", args.advertise_state),
+            dask=from_env("dask", args.dask) or "",
+            dask_channel=from_env("dask_channel", args.dask_channel) or "",
+            dask_advertise=from_env("dask_advertise", args.dask_advertise) or "",
         )
     if cmd == "bridge":
         from zmqmon_bridge.server import run_bridge
@@ -229,7 +263,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if cmd == "proxy":
         from zmqmon.shells.proxy import run_proxy
 
-        return run_proxy(args.frontend, args.backend)
+        metrics_port = from_env(
+            "metrics_port", None if args.metrics_port is None else str(args.metrics_port)
+        )
+        if metrics_port is not None and not metrics_port.isdigit():
+            print(
+                f"zmqmon proxy: metrics port must be a number, got {metrics_port!r}",
+                file=sys.stderr,
+            )
+            return 2
+        return run_proxy(
+            args.frontend,
+            args.backend,
+            metrics_port=None if metrics_port is None else int(metrics_port),
+            metrics_host=from_env("metrics_host", args.metrics_host) or "127.0.0.1",
+        )
     if cmd == "demo":
         from zmqmon.launch import run_demo
 

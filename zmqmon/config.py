@@ -15,6 +15,7 @@ from zmqmon.errors import ConfigError
 __all__ = [
     "DEFAULT_BRIDGE_HOST",
     "DEFAULT_BRIDGE_PORT",
+    "DEFAULT_DASK_CHANNEL",
     "DEFAULT_DB",
     "DEFAULT_EVENTS",
     "DEFAULT_STATE",
@@ -28,6 +29,8 @@ DEFAULT_STATE: Final = "tcp://127.0.0.1:5557"
 DEFAULT_BRIDGE_HOST: Final = "127.0.0.1"
 DEFAULT_BRIDGE_PORT: Final = 3001
 DEFAULT_DB: Final = "zmqmon.sqlite3"
+#: where a service running agents on Dask binds the channel its workers connect to
+DEFAULT_DASK_CHANNEL: Final = "tcp://127.0.0.1:0"
 
 #: setting name → environment variable
 ENV: Final = {
@@ -48,6 +51,11 @@ ENV: Final = {
     "curve": "ZMQMON_CURVE",
     "advertise_state": "ZMQMON_ADVERTISE_STATE",
     "curve_client": "ZMQMON_CURVE_CLIENT",
+    "dask": "ZMQMON_DASK",
+    "dask_channel": "ZMQMON_DASK_CHANNEL",
+    "dask_advertise": "ZMQMON_DASK_ADVERTISE",
+    "metrics_port": "ZMQMON_METRICS_PORT",
+    "metrics_host": "ZMQMON_METRICS_HOST",
 }
 
 _DEFAULTS: Final[dict[str, str | None]] = {
@@ -68,6 +76,11 @@ _DEFAULTS: Final[dict[str, str | None]] = {
     "curve": None,
     "advertise_state": None,
     "curve_client": "client",
+    "dask": None,
+    "dask_channel": DEFAULT_DASK_CHANNEL,
+    "dask_advertise": None,
+    "metrics_port": None,
+    "metrics_host": "127.0.0.1",
 }
 
 

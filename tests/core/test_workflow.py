@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from tests.strategies import WORKFLOWS, encoded, json_values, no_logged_errors
 from zmqmon.core.workflow import (
     AgentAllowList,
+    ReadySet,
     parse_workflow,
+    ready_agents,
     topological_order,
     workflow_digest,
 )
@@ -181,3 +183,78 @@ def test_the_allow_list_decides_any_uses_without_surprises(uses: str) -> None:
     assert module in ("zmqmon.demo", "mypkg.agents") or module.startswith(
         ("zmqmon.demo.", "mypkg.agents.")
     )
+
+
+def test_retries_default_to_zero_and_negative_is_refused() -> None:
+    wf = parse_workflow(_wf({"id": "a", "uses": "m:f", "retries": 2}))
+    assert wf.agents[0].retries == 2
+    plain = parse_workflow(_wf({"id": "a", "uses": "m:f"}))
+    assert plain.agents[0].retries is None  # i.e. 0
+    assert "retries" not in plain.to_json_dict()["agents"][0]  # digests as before the field
+    with pytest.raises(WorkflowError, match="retries"):
+        parse_workflow(_wf({"id": "a", "uses": "m:f", "retries": -1}))
+
+
+def test_ready_agents_of_a_diamond() -> None:
+    wf = parse_workflow(
+        _wf(
+            {"id": "a", "uses": "m:f"},
+            {"id": "b", "uses": "m:f", "dependsOn": ["a"]},
+            {"id": "c", "uses": "m:f", "dependsOn": ["a"]},
+            {"id": "d", "uses": "m:f", "dependsOn": ["b", "c"]},
+        )
+    )
+    assert ready_agents(wf, done=()) == ["a"]
+    assert ready_agents(wf, done=(), running={"a"}) == []
+    assert ready_agents(wf, done={"a"}) == ["b", "c"]
+    assert ready_agents(wf, done={"a", "b"}, running={"c"}) == []
+    assert ready_agents(wf, done={"a", "b", "c"}) == ["d"]
+    assert ready_agents(wf, done={"a"}, failed={"b"}) == []  # fail-fast
+    rs = ReadySet(wf)
+    assert rs.start() == ["a"] and rs.running == {"a"}
+    assert rs.complete("a") == ["b", "c"]
+    assert rs.complete("c") == [] and not rs.finished
+    assert rs.complete("b") == ["d"]
+    assert rs.complete("d") == [] and rs.finished
+    with pytest.raises(ValueError, match="not running"):
+        rs.complete("d")
+
+
+@st.composite
+def _dags(draw: st.DrawFn) -> dict[str, Any]:
+    n = draw(st.integers(1, 12))
+    agents = []
+    for i in range(n):
+        deps = draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set()
+        agents.append({"id": f"a{i}", "uses": "m:f", "dependsOn": [f"a{d}" for d in sorted(deps)]})
+    order = draw(st.permutations(agents))
+    return _wf(*order)
+
+
+@given(_dags(), st.randoms(use_true_random=False), st.booleans())
+def test_the_ready_set_agrees_with_the_rule_at_every_step(
+    source: dict[str, Any], rnd: Any, fail_one: bool
+) -> None:
+    wf = parse_workflow(source)
+    rs = ReadySet(wf)
+    handed = rs.start()
+    assert sorted(handed) == sorted(ready_agents(wf, done=()))
+    started = set(handed)
+    while rs.running:
+        agent_id = rnd.choice(sorted(rs.running))
+        if fail_one and rnd.random() < 0.2:
+            rs.fail(agent_id)
+            assert ready_agents(wf, done=rs.done, failed=rs.failed, running=rs.running) == []
+            if rs.running:  # what still runs may end, and starts nothing
+                assert rs.complete(rnd.choice(sorted(rs.running))) == []
+            break
+        before = set(rs.running) - {agent_id}
+        new = rs.complete(agent_id)
+        assert sorted(new) == sorted(ready_agents(wf, done=rs.done, running=before))
+        # each agent is handed out once, only after all of its dependencies are done
+        assert not started & set(new)
+        started |= set(new)
+        # nothing ready is left unhanded
+        assert ready_agents(wf, done=rs.done, running=rs.running) == []
+    if not rs.failed:
+        assert rs.finished and rs.done == {a.id for a in wf.agents}

@@ -124,13 +124,14 @@ class EventEmitter:
         *,
         duration_ms: int,
         results: Mapping[str, Any],
+        **extra: Any,
     ) -> dict[str, Any]:
-        """``execution:completed`` (terminal)."""
+        """``execution:completed`` (terminal); ``extra`` keys (``truncated``) join ``data``."""
         return self.emit(
             "execution:completed",
             execution_id,
             workflow_id,
-            {"durationMs": duration_ms, "results": dict(results)},
+            {"durationMs": duration_ms, "results": dict(results), **extra},
         )
 
     def emit_execution_failed(
@@ -204,8 +205,10 @@ class EventEmitter:
         *,
         result: Any,
         duration_ms: int,
+        **extra: Any,
     ) -> dict[str, Any]:
-        """``agent:completed``; ``result`` should be JSON-safe (the executor makes it so)."""
+        """``agent:completed``; ``result`` should be JSON-safe (the executor makes it so);
+        ``extra`` keys (``truncated``) join ``data``."""
         return self.emit(
             "agent:completed",
             execution_id,
@@ -215,6 +218,7 @@ class EventEmitter:
                 "agentName": agent_name,
                 "result": result,
                 "durationMs": duration_ms,
+                **extra,
             },
         )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final
 
@@ -29,8 +29,10 @@ __all__ = [
     "ALWAYS_ALLOWED",
     "AgentAllowList",
     "AgentSpec",
+    "ReadySet",
     "WorkflowDefinition",
     "parse_workflow",
+    "ready_agents",
     "topological_order",
     "workflow_digest",
 ]
@@ -144,6 +146,10 @@ class AgentSpec(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
     depends_on: list[_ID] = Field(default_factory=list)
     timeout_seconds: Annotated[float, Field(gt=0)] | None = None
+    #: reruns after the worker running the agent was lost (an agent on a Dask cluster); an
+    #: agent's own exception is never rerun. Negative is refused. None (the default) is 0, and
+    #: leaves the definition's content digest what it was before the field existed.
+    retries: Annotated[int, Field(ge=0, le=100)] | None = None
 
     @property
     def display_name(self) -> str:
@@ -208,6 +214,102 @@ def topological_order(definition: WorkflowDefinition) -> list[str]:
                 state[node] = 2
                 order.append(node)
     return order
+
+
+def ready_agents(
+    definition: WorkflowDefinition,
+    *,
+    done: Collection[str],
+    failed: Collection[str] = (),
+    running: Collection[str] = (),
+) -> list[str]:
+    """The agents that may start now, in the definition's order.
+
+    An agent may start when it is neither done, failed nor running and every agent it depends on
+    is done. Once any agent failed, none may start: a failure fails the execution (contract §4).
+    This is the rule; :class:`ReadySet` applies it incrementally (O(1) per agent instead of a
+    scan of the definition per event).
+    """
+    if failed:
+        return []
+    seen = set(done) | set(running)
+    return [
+        a.id
+        for a in definition.agents
+        if a.id not in seen and all(dep in done for dep in a.depends_on)
+    ]
+
+
+class ReadySet:
+    """The DAG's bookkeeping for one execution: which agents may start as others end.
+
+    Pure and incremental — each ``complete`` costs the number of the agent's dependants — and
+    at every step the same agents as :func:`ready_agents` of what it was told. They come in
+    topological order (stable by position), and every agent this returns is counted running
+    until it is completed or failed.
+    """
+
+    __slots__ = ("_dependants", "_failed", "_running", "_waiting", "done")
+
+    def __init__(self, definition: WorkflowDefinition) -> None:
+        order = topological_order(definition)
+        deps = {a.id: a.depends_on for a in definition.agents}
+        self._waiting: dict[str, set[str]] = {a: set(deps[a]) for a in order}
+        self._dependants: dict[str, list[str]] = {a: [] for a in order}
+        for agent_id in order:
+            for dep in deps[agent_id]:
+                self._dependants[dep].append(agent_id)
+        self.done: set[str] = set()
+        self._failed: set[str] = set()
+        self._running: set[str] = set()
+
+    @property
+    def running(self) -> frozenset[str]:
+        """Agents returned as ready and not yet completed or failed."""
+        return frozenset(self._running)
+
+    @property
+    def failed(self) -> frozenset[str]:
+        """Agents reported failed."""
+        return frozenset(self._failed)
+
+    def start(self) -> list[str]:
+        """The agents with no dependencies (now counted running). Call once, first."""
+        ready = [a for a, deps in self._waiting.items() if not deps]
+        return self._take(ready)
+
+    def complete(self, agent_id: str) -> list[str]:
+        """``agent_id`` is done: the agents that became ready by it (now counted running)."""
+        if agent_id not in self._running:
+            raise ValueError(f"agent {agent_id!r} is not running")
+        self._running.discard(agent_id)
+        self.done.add(agent_id)
+        if self._failed:
+            return []
+        ready = []
+        for dependant in self._dependants[agent_id]:
+            deps = self._waiting.get(dependant)
+            if deps is not None:
+                deps.discard(agent_id)
+                if not deps:
+                    ready.append(dependant)
+        return self._take(ready)
+
+    def fail(self, agent_id: str) -> None:
+        """``agent_id`` failed: nothing more becomes ready."""
+        self._running.discard(agent_id)
+        self._failed.add(agent_id)
+
+    @property
+    def finished(self) -> bool:
+        """True when nothing runs and nothing more can start."""
+        return not self._running and (bool(self._failed) or not self._waiting)
+
+    def _take(self, ready: list[str]) -> list[str]:
+        for agent_id in ready:
+            del self._waiting[agent_id]
+            self._running.add(agent_id)
+        return ready
 
 
 def _check_agent_count(count: int, max_agents: int | None) -> None:

@@ -23,7 +23,13 @@ from typing import Any
 
 import zmq
 
-from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, ServiceLimits, is_loopback
+from zmqmon.config import (
+    DEFAULT_DASK_CHANNEL,
+    DEFAULT_EVENTS,
+    DEFAULT_STATE,
+    ServiceLimits,
+    is_loopback,
+)
 from zmqmon.core.workflow import (
     AgentAllowList,
     WorkflowDefinition,
@@ -65,6 +71,9 @@ class Server:
     ``zmqmon.demo``; :attr:`AgentAllowList.ANY <zmqmon.core.workflow.AgentAllowList.ANY>` for
     any — what the embedded executor uses, in the user's own process). ``limits``: the caps of
     :class:`~zmqmon.config.ServiceLimits` (``max_workers``, when given, overrides its own).
+    ``dask``: run agents on that Dask cluster (a scheduler address, a ``distributed.Client`` or a
+    ``LocalCluster``), its workers reaching this service's channel at ``dask_channel`` (bound) or
+    ``dask_advertise``; see :class:`~zmqmon.services.executor.engine.WorkflowEngine`.
     """
 
     def __init__(
@@ -81,6 +90,9 @@ class Server:
         limits: ServiceLimits = ServiceLimits(),  # noqa: B008 - frozen, shared safely
         curve: CurveServer | None = None,
         advertise_state: str | None = None,
+        dask: Any = None,
+        dask_channel: str = DEFAULT_DASK_CHANNEL,
+        dask_advertise: str | None = None,
     ) -> None:
         self._events_endpoint = events
         self.advertise_state = advertise_state
@@ -98,6 +110,9 @@ class Server:
         self._max_workers = limits.max_workers if max_workers is None else max_workers
         self._progress_interval = progress_interval
         self.agents = agents
+        self._dask = dask
+        self._dask_channel = dask_channel
+        self._dask_advertise = dask_advertise
         self.endpoints: dict[str, str] = {}
         self.store: Store
         self.publisher: EventPublisher
@@ -136,6 +151,7 @@ class Server:
                     agents=self.agents,
                     max_events_in_memory=self.limits.max_events_in_memory,
                     history=self.store,
+                    **self._dask_options(),
                 )
             self.service = StateService(
                 self._state_endpoint,
@@ -159,6 +175,15 @@ class Server:
             self.engine.endpoints = dict(self.endpoints)
         log.info("zmqmon service: events %(events)s, state %(state)s", self.endpoints)
         return self
+
+    def _dask_options(self) -> dict[str, Any]:
+        if self._dask is None:
+            return {}
+        return {
+            "dask": self._dask,
+            "dask_channel": self._dask_channel,
+            "dask_advertise": self._dask_advertise,
+        }
 
     def _recover(self) -> list[str]:
         """Mark executions left pending/running by an earlier process failed/interrupted."""
@@ -254,6 +279,9 @@ def serve(
     sndhwm: int = 10_000,
     curve: str | None = None,
     advertise_state: str | None = None,
+    dask: str = "",
+    dask_channel: str = DEFAULT_DASK_CHANNEL,
+    dask_advertise: str = "",
 ) -> int:
     """``zmqmon serve``: run the service until SIGINT/SIGTERM; line 1 of stdout is the endpoints.
 
@@ -268,6 +296,8 @@ def serve(
     CURVE keys directory (:mod:`zmqmon.shells.curve`): encrypted, only authorized clients;
     ``advertise_state``: the state endpoint heartbeats name, where the bound one is not reachable
     from other hosts (``tcp://0.0.0.0:…`` bound, ``tcp://host-a:5557`` advertised).
+    ``dask``: a Dask scheduler address to run every agent on (empty: in this process), its
+    workers connecting to the channel bound at ``dask_channel`` (or ``dask_advertise``).
     """
     logging.basicConfig(
         level=logging.INFO,
@@ -301,6 +331,9 @@ def serve(
             sndhwm=sndhwm,
             curve=keys,
             advertise_state=advertise_state,
+            dask=dask or None,
+            dask_channel=dask_channel or DEFAULT_DASK_CHANNEL,
+            dask_advertise=dask_advertise or None,
         ).start()
     except Exception as exc:
         print(f"zmqmon serve: {exc}", file=sys.stderr)
@@ -320,6 +353,12 @@ def serve(
                 "%s listen(s) beyond this machine without CURVE: anyone who reaches them reads "
                 "every execution and can run workflows; give --curve DIR (zmqmon keys DIR)",
                 ", ".join(exposed),
+            )
+        if dask:
+            log.info(
+                "agents run on the Dask cluster at %s; its workers reach this service at %s",
+                dask,
+                server.engine.runner.channel.endpoint,
             )
         if on_start is not None:
             on_start(server)

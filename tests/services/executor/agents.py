@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from zmqmon.services.executor.context import AgentContext
@@ -60,3 +63,47 @@ def sleep_long(ctx: AgentContext) -> None:
 
 def wait_forever(ctx: AgentContext) -> None:
     threading.Event().wait()
+
+
+# -- for agents on a Dask worker: they tell the test what they saw through files --------------
+
+
+def steps(ctx: AgentContext) -> str:
+    """Reports params['steps'] progress values, deterministically."""
+    n = int(ctx.params.get("steps", 3))
+    for i in range(1, n + 1):
+        ctx.progress(i * 100 / n, f"step {i}/{n}")
+    return ctx.agent_id
+
+
+def chatty(ctx: AgentContext) -> int:
+    """100,000 progress calls ending at 99: coalesced into a few events."""
+    calls = 100_000
+    for i in range(calls):
+        ctx.progress(i * 100 / calls)
+    return calls
+
+
+def wait_for_cancel(ctx: AgentContext) -> str:
+    """Writes params['started'] (its pid), waits for ctx.cancelled (at most 60 s) and then
+    writes params['seen'] — unless params['started'] existed already (a rerun): returns at once."""
+    started = Path(ctx.params["started"])
+    if started.exists():
+        return "rerun"
+    started.write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not ctx.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if ctx.cancelled:
+        Path(ctx.params["seen"]).write_text("cancelled")
+    return "ended"
+
+
+async def wait_async(ctx: AgentContext) -> None:
+    """Writes params['started'], sleeps; writes params['seen'] when cancelled."""
+    Path(ctx.params["started"]).write_text(str(os.getpid()))
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        Path(ctx.params["seen"]).write_text("cancelled")
+        raise

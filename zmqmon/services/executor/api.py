@@ -53,7 +53,7 @@ def callable_path(fn: Callable[..., Any]) -> str:
 class Agent:
     """One agent: an ``id``, what it runs (a callable or an import path ``module:attr``),
     its ``params``, the agents it ``depends_on`` (ids or :class:`Agent` objects), an optional
-    ``timeout_seconds`` and a display ``name``."""
+    ``timeout_seconds``, a display ``name`` and ``retries`` (reruns after a lost Dask worker)."""
 
     id: str
     uses: Callable[..., Any] | str
@@ -61,6 +61,7 @@ class Agent:
     depends_on: Sequence[str | Agent] = ()
     timeout_seconds: float | None = None
     name: str = ""
+    retries: int = 0
 
     @property
     def dependency_ids(self) -> list[str]:
@@ -85,6 +86,7 @@ class Agent:
             "params": self.params,
             "dependsOn": self.dependency_ids,
             "timeoutSeconds": self.timeout_seconds,
+            "retries": self.retries or None,  # absent when 0: digests unchanged
         }
 
 

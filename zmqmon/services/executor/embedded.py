@@ -32,6 +32,9 @@ class Executor:
     temporary file, removed on :meth:`close`). ``max_workers`` threads run sync agents;
     ``progress_interval`` coalesces progress events (seconds; 0 = every call). Agents may come from
     any importable module, through :meth:`submit` and through its state port alike.
+    ``dask`` runs every agent on a Dask cluster instead of in this process: a
+    ``distributed.Client``, a ``LocalCluster`` or a scheduler address (the workers must import
+    the agents' modules, and reach this process at ``dask_channel``).
     """
 
     def __init__(
@@ -43,6 +46,8 @@ class Executor:
         max_workers: int = 8,
         progress_interval: float = 0.05,
         heartbeat_interval: float = 0.5,
+        dask: Any = None,
+        dask_channel: str = "tcp://127.0.0.1:0",
     ) -> None:
         from zmqmon.core.workflow import AgentAllowList
         from zmqmon.services.server import Server  # the service layer composes the shells
@@ -57,6 +62,8 @@ class Executor:
             # The user's own process: any module, as ``import`` in their code would. (Its state
             # port is loopback; `zmqmon serve` is where the allow-list matters.)
             agents=AgentAllowList.ANY,
+            dask=dask,
+            dask_channel=dask_channel,
         ).start()
         if self.server.engine is None:  # pragma: no cover - only if the engine failed to import
             self.server.stop()

@@ -84,6 +84,11 @@ class ProgressCoalescer:
         return self._latest
 
     @property
+    def message(self) -> str | None:
+        """The message of the latest report."""
+        return self._message
+
+    @property
     def pending(self) -> bool:
         """True if a report is held back (``flush`` would send it)."""
         return self._pending
