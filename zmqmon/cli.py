@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--jwt-issuer",
         help="tokens must carry this iss (unset: not checked) " + f"(env {ENV['jwt_issuer']})",
     )
+    bridge.add_argument(
+        "--allow-origin",
+        help="comma-separated origins (scheme://host:port) whose pages may use the bridge besides "
+        "its own; * for any " + f"(env {ENV['allow_origin']})",
+    )
+    bridge.add_argument(
+        "--allow-host",
+        help="comma-separated host names the bridge may be reached by besides its address and "
+        "localhost; * for any " + f"(env {ENV['allow_host']})",
+    )
 
     run = sub.add_parser("run", help="run a workflow file and follow it")
     run.add_argument("file", help="workflow definition (JSON, YAML or TOML)")
@@ -146,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jwt_public_key=from_env("jwt_public_key", args.jwt_public_key, keep_empty=True),
             jwt_audience=from_env("jwt_audience", args.jwt_audience, keep_empty=True),
             jwt_issuer=from_env("jwt_issuer", args.jwt_issuer, keep_empty=True),
+            allow_origin=from_env("allow_origin", args.allow_origin),
+            allow_host=from_env("allow_host", args.allow_host),
         )
     if cmd == "run":
         from zmqmon.terminal.run import run_file

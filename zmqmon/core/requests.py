@@ -95,6 +95,10 @@ class ExecutionsRequest(_Req):
     op: Literal["executions"]
     status: Literal["pending", "running", "completed", "failed", "cancelled"] | None = None
     workflow_id: str | None = None
+    #: zmqmon: only this user's executions (a per-user list is filtered here, not after a limit)
+    user_id: str | None = None
+    #: zmqmon: only executions older than this one (the next page of a list)
+    before: str | None = None
     limit: Annotated[int, Field(ge=1, le=10_000)] = 100
 
 

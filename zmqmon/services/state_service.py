@@ -254,7 +254,11 @@ class StateService:
 
     def _executions(self, req: ExecutionsRequest) -> bytes:
         payloads = self.store.execution_payloads(
-            status=req.status, workflow_id=req.workflow_id, limit=req.limit
+            status=req.status,
+            workflow_id=req.workflow_id,
+            user_id=req.user_id,
+            before=req.before,
+            limit=req.limit,
         )
         # Spliced as stored, like snapshot: no parse and re-encode of every agent row.
         tail = b"" if req.id is None else b',"id":' + dumps(req.id)
