@@ -35,6 +35,7 @@ __all__ = ["HttpFront", "HttpReply", "HttpRequest", "error_reply", "json_reply"]
 log = logging.getLogger("zmqmon.bridge.http")
 
 SERVER = b"zmqmon-bridge"
+_LINGER = 2.0  # seconds a refused request's remaining bytes are read and dropped before closing
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class HttpFront(asyncio.Protocol):
         self._busy = False
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._discarding = False
 
     # -- asyncio protocol -------------------------------------------------------------------------
 
@@ -148,6 +150,8 @@ class HttpFront(asyncio.Protocol):
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         try:
             self.conn.receive_data(data)
         except RuntimeError:  # data after a close we decided on: ignore it
@@ -156,6 +160,8 @@ class HttpFront(asyncio.Protocol):
             self._process()
 
     def eof_received(self) -> bool:
+        if self._discarding:
+            return False  # the lingering close is over: close
         # Half-closed by the client: requests it sent before still get their answers.
         self.conn.receive_data(b"")
         if not self._busy:
@@ -256,7 +262,7 @@ class HttpFront(asyncio.Protocol):
         if self.transport is None:
             return
         self._send_reply(reply, head=request.method == "HEAD")
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing() or self._discarding:
             return
         self._busy = False
         self._arm_timer()
@@ -305,8 +311,23 @@ class HttpFront(asyncio.Protocol):
         conn = self.conn
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE and not reply.close:
             conn.start_next_cycle()
-        else:
+        elif conn.their_state is h11.DONE or conn.their_state is h11.CLOSED:
             self.transport.close()
+        else:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after a reply while the client may still be sending (a refused body): end our
+        side, then read and drop what comes for a moment — closing with unread bytes would reset
+        the connection, and the client could lose the reply before reading it."""
+        transport = self.transport
+        assert transport is not None
+        self._discarding = True
+        if transport.can_write_eof():
+            transport.write_eof()
+        transport.resume_reading()
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(_LINGER, transport.close)
 
     # -- the WebSocket hand-over ----------------------------------------------------------------
 
