@@ -343,7 +343,10 @@ class StateService:
 
     def _report(self, req: ReportRequest) -> dict[str, Any]:
         def stored(execution_id: str) -> bool:
-            return self.store.state_payload(execution_id, wait=False) is not None
+            # Published (the emitter numbers it) or stored: an id a reporter may not open.
+            if self.publisher.last_seq(execution_id) > 0:
+                return True
+            return self.store.state_payload(execution_id) is not None
 
         accepted = self.reports.accept(req, self._clock(), stored)
         emit = self.publisher.emit

@@ -15,7 +15,8 @@ DEALER socket (contract §4 plus zmqmon's ``report`` op) and waits for each repl
   dropped and counted, and a warning is logged once.
 
 While the execution runs and nothing else is sent, an empty report every ``keepalive`` seconds
-tells the service the reporter is alive (it gives up on a silent one after a minute).
+(1 s) tells the service the reporter is alive (it gives up on a silent one after a minute) and
+brings back a cancellation.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Reporter:
         *,
         capacity: int = 10_000,
         timeout: float = 2.0,
-        keepalive: float = 5.0,
+        keepalive: float = 1.0,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.endpoint = endpoint

@@ -121,8 +121,8 @@ class TrackedAgent:
         """Emit ``agent:completed`` (once); ``result`` (or :attr:`result`) is reported."""
         if not self.running:
             return
+        self._coalescer.flush()  # the last progress value goes out first
         self.running, self.ended = False, True
-        self._coalescer.flush()
         value = self.result if result is None else result
         data = fit(
             {
@@ -139,8 +139,8 @@ class TrackedAgent:
         """Emit ``agent:failed`` with ``errorType`` the exception's class name (once)."""
         if not self.running:
             return
-        self.running, self.ended = False, True
         self._coalescer.flush()
+        self.running, self.ended = False, True
         self.run._emit(
             "agent:failed",
             {
@@ -308,7 +308,9 @@ class Run:
                 "workflowName": name,
                 "agentCount": len(self._declared),
                 "userId": user_id,
-                "agents": [{"agentId": a, "agentName": a, "dependsOn": []} for a in self._declared],
+                "agents": [
+                    {"agentId": a, "agentName": names[a], "dependsOn": []} for a in self._declared
+                ],
             },
         )
         with _active_lock:
