@@ -316,3 +316,16 @@ def test_zmqmon_bridge_reads_allow_origin_and_allow_host_from_the_environment(se
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+async def test_a_websocket_leaves_the_front_at_its_handshake(bridge: Bridge) -> None:
+    # From the handshake on, websockets' connection owns the transport: the front is out of the
+    # data path, so relaying costs what it cost before the front existed.
+    client = await open_client(bridge.ws_url)
+    try:
+        (session,) = bridge.hub.connections
+        ws: Any = session.ws  # type: ignore[attr-defined]
+        assert ws.transport.get_protocol() is ws
+        assert not bridge._fronts  # no front object left for it
+    finally:
+        await client.close()

@@ -111,3 +111,14 @@ def test_a_silent_reporter_is_given_up_and_open_executions_are_bounded() -> None
     assert book.sweep(12.0) == [("b", "track-x")]
     assert book.is_open("a") and not book.is_open("b")
     assert book.accept(report(2, eid="b"), 12.0, never).closed
+
+
+def test_an_execution_announces_at_most_max_agents() -> None:
+    book = ReportBook(max_agents=2)
+    agents = [{"agentId": f"a{i}", "agentName": "A"} for i in range(3)]
+    big = {
+        "type": "execution:started",
+        "data": {"workflowName": "Run", "agentCount": 3, "agents": agents},
+    }
+    with pytest.raises(BadRequestError, match="at most 2"):
+        book.accept(report(1, big), 0.0, never)

@@ -17,7 +17,8 @@ function. A :class:`ReportBook` holds the executions that reporters opened and d
 * **liveness**: an open execution whose reporter says nothing for ``lost_after`` seconds (a
   reporter sends an empty report every few seconds while it runs) is given up —
   :meth:`ReportBook.sweep` names it, and the service fails it with ``errorType: "ReporterLost"``;
-* **bounds**: at most ``max_open`` executions open at once (``conflict`` past it); finished
+* **bounds**: at most ``max_open`` executions open at once (``conflict`` past it), at most
+  ``max_agents`` agents announced by one ``execution:started`` (as a workflow's cap); finished
   ones are remembered (to answer a repeated last report) up to ``keep_finished``.
 
 An execution closed by someone else — cancelled through the state service, given up as lost —
@@ -78,9 +79,11 @@ class ReportBook:
         lost_after: float = 60.0,
         max_open: int = 10_000,
         keep_finished: int = 10_000,
+        max_agents: int | None = 1000,
     ) -> None:
         self.lost_after = lost_after
         self.max_open = max_open
+        self.max_agents = max_agents
         self.keep_finished = keep_finished
         self._open: dict[str, _Open] = {}
         self._finished: OrderedDict[str, _Open] = OrderedDict()
@@ -131,11 +134,16 @@ class ReportBook:
             self._finish(eid)
         return Accepted(eid, req.workflow_id, events)
 
-    @staticmethod
     def _check(
-        items: list[ReportItem], eid: str, workflow_id: str, *, first: bool
+        self, items: list[ReportItem], eid: str, workflow_id: str, *, first: bool
     ) -> tuple[ReportItem, ...]:
         for n, item in enumerate(items):
+            announced = item.data.get("agents") if item.type == "execution:started" else None
+            cap = self.max_agents
+            if isinstance(announced, list) and cap is not None and len(announced) > cap:
+                raise BadRequestError(
+                    f"events[{n}]: {len(announced)} agents announced; at most {cap} (max-agents)"
+                )
             if item.type == "execution:started" and not (first and n == 0):
                 raise BadRequestError(f"events[{n}]: execution:started comes once, first")
             if item.type in TERMINAL_TYPES and n != len(items) - 1:

@@ -113,7 +113,7 @@ class StateService:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
-        self.reports = reports or ReportBook()
+        self.reports = reports or ReportBook(max_agents=max_agents)
         self._clock = clock
         self.agents = agents
         self.max_agents = max_agents
