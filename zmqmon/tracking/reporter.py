@@ -67,6 +67,8 @@ class Reporter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._done = threading.Event()
+        #: set once the service has the execution (its first report was answered)
+        self.opened = threading.Event()
         #: the service closed the execution (cancelled it, or gave up on it)
         self.closed = False
         #: why the service refused this execution's events, if it did
@@ -193,6 +195,7 @@ class Reporter:
                 self.refused,
             )
             return False
+        self.opened.set()
         with self._lock:
             self.outbox.acked(number)
             self.events_endpoint = reply.get("events") or self.events_endpoint

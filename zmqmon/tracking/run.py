@@ -48,6 +48,7 @@ log = logging.getLogger("zmqmon.track")
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
+_OPEN_WAIT = 5.0  # seconds a read or a display waits for the service to have a new run
 _RUN: contextvars.ContextVar[Run | None] = contextvars.ContextVar("zmqmon_run", default=None)
 _AGENT: contextvars.ContextVar[TrackedAgent | None] = contextvars.ContextVar(
     "zmqmon_agent", default=None
@@ -422,6 +423,8 @@ class Run:
     def _client(self) -> Any:
         from zmqmon.shells.client import StateClient
 
+        # Right after the run starts the service may not have it yet: give it a moment.
+        self._reporter.opened.wait(_OPEN_WAIT)
         return StateClient(self.state_endpoint)
 
     @property
@@ -448,12 +451,14 @@ class Run:
         return f"<zmqmon.track {self.name!r} {self.execution_id} {status}>"
 
     def _ipython_display_(self) -> None:
-        # In a notebook: the live monitor, as an ExecutionHandle shows itself.
+        # In a notebook: the live monitor, as an ExecutionHandle shows itself — once the service
+        # has the execution (the monitor starts from its snapshot).
         try:
             display_handle = importlib.import_module("zmqmon.widgets").display_handle
         except (ImportError, AttributeError):
             display_handle = None
-        if display_handle is None or self.endpoints is None:
+        opened = self._reporter.opened.wait(_OPEN_WAIT)
+        if display_handle is None or self.endpoints is None or not opened:
             print(repr(self))
             return
         display_handle(self)
