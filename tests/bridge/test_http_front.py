@@ -329,3 +329,12 @@ async def test_a_websocket_leaves_the_front_at_its_handshake(bridge: Bridge) -> 
         assert not bridge._fronts  # no front object left for it
     finally:
         await client.close()
+
+
+def test_a_malformed_request_is_answered_400_and_closed(bridge: Bridge) -> None:
+    (reply,) = parse_replies(exchange(bridge.port, b"HELLO THERE\r\n\r\n"))
+    assert reply.status == 400 and reply.json()["error"]["code"] == "bad_request"
+    # a header block that does not end within 16 KiB (h11's bound on what waits unparsed)
+    endless = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000
+    (reply,) = parse_replies(exchange(bridge.port, endless))
+    assert reply.status == 431
