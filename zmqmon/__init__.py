@@ -46,9 +46,12 @@ _LAZY = {
     "StateClient": "zmqmon.shells.client",
     "AsyncStateClient": "zmqmon.shells.client",
     "Proxy": "zmqmon.shells.proxy",
+    "track": "zmqmon.tracking",
+    "records": "zmqmon.analysis",
 }
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from zmqmon.analysis import records
     from zmqmon.services.executor import (
         Agent,
         AgentContext,
@@ -62,6 +65,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from zmqmon.shells.proxy import Proxy
     from zmqmon.shells.publisher import EventPublisher
     from zmqmon.shells.subscriber import Subscriber
+    from zmqmon.tracking import track
     from zmqmon.widgets import ExecutionMonitor, ExecutionsMonitor, monitor
 
 
@@ -123,5 +127,7 @@ __all__ = [
     "monitor",
     "parse_event",
     "parse_workflow",
+    "records",
     "replay",
+    "track",
 ]

@@ -151,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens must carry this iss (unset: not checked) " + f"(env {ENV['jwt_issuer']})",
     )
     _curve_client_flags(bridge)
+    bridge.add_argument(
+        "--allow-origin",
+        help="comma-separated origins (scheme://host:port) whose pages may use the bridge besides "
+        "its own; * for any " + f"(env {ENV['allow_origin']})",
+    )
+    bridge.add_argument(
+        "--allow-host",
+        help="comma-separated host names the bridge may be reached by besides its address and "
+        "localhost; * for any " + f"(env {ENV['allow_host']})",
+    )
 
     run = sub.add_parser("run", help="run a workflow file and follow it")
     run.add_argument("file", help="workflow definition (JSON, YAML or TOML)")
@@ -238,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             jwt_audience=from_env("jwt_audience", args.jwt_audience, keep_empty=True),
             jwt_issuer=from_env("jwt_issuer", args.jwt_issuer, keep_empty=True),
             curve=_curve(args),
+            allow_origin=from_env("allow_origin", args.allow_origin),
+            allow_host=from_env("allow_host", args.allow_host),
         )
     if cmd == "run":
         from zmqmon.terminal.run import run_file
@@ -266,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics_port = from_env(
             "metrics_port", None if args.metrics_port is None else str(args.metrics_port)
         )
-        if metrics_port is not None and not metrics_port.isdigit():
+        if metrics_port is not None and not (metrics_port.isascii() and metrics_port.isdigit()):
             print(
                 f"zmqmon proxy: metrics port must be a number, got {metrics_port!r}",
                 file=sys.stderr,

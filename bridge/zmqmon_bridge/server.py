@@ -18,19 +18,22 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import zmq.asyncio
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.server import ServerProtocol
 
 from zmqmon.config import DEFAULT_EVENTS, DEFAULT_STATE, is_loopback
 from zmqmon.shells.client import AsyncStateClient
 from zmqmon.shells.curve import CurveClient, client_keys
 from zmqmon.shells.repair import StateClients
 from zmqmon_bridge.auth import ANONYMOUS, Authenticator
+from zmqmon_bridge.front import HttpFront
+from zmqmon_bridge.guard import BrowserGuard, parse_list
 from zmqmon_bridge.hub import Hub
 from zmqmon_bridge.protocol import CLOSE_TRY_AGAIN, ConnectionState, Principal, RateLimiter
 from zmqmon_bridge.session import Session
@@ -95,6 +98,8 @@ class Limits:
     slow_timeout: float = 5.0  # a log client that reads nothing for this long is closed (1013)
     stop_timeout: float = 2.5  # seconds to close every connection when stopping
     flush_delay: float = 0.002  # seconds frames wait to be written together (0: each loop turn)
+    max_body: int = 1024 * 1024  # bytes of an HTTP request body; bigger: 413, not read
+    http_idle_timeout: float = 30.0  # an HTTP connection must complete a request within this
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
@@ -128,6 +133,8 @@ class Bridge:
         jwt_issuer: str | None = None,
         limits: Limits | None = None,
         curve: CurveClient | None = None,
+        allow_origin: str | Iterable[str] | None = None,
+        allow_host: str | Iterable[str] | None = None,
     ) -> None:
         self.events = events
         self.state_endpoint = state
@@ -138,8 +145,10 @@ class Bridge:
         self.auth = Authenticator(
             jwt_secret, jwt_public_key, audience=jwt_audience, issuer=jwt_issuer
         )
+        self.guard = BrowserGuard(host, parse_list(allow_host), parse_list(allow_origin))
         self.hub: Hub
         self.routes: HttpRoutes
+        self._fronts: set[HttpFront] = set()
         self._server: Server | None = None
         self._context: zmq.asyncio.Context | None = None
         self._thread: threading.Thread | None = None
@@ -197,7 +206,7 @@ class Bridge:
             flush_delay=lim.flush_delay,
         )
         self.hub.start()
-        self.routes = HttpRoutes(self.hub, self.auth, time.monotonic())
+        self.routes = HttpRoutes(self.hub, self.auth, time.monotonic(), self.guard)
         self._server = await serve(
             self._handler,
             self.host,
@@ -207,11 +216,27 @@ class Bridge:
             compression=None,  # per-message deflate would cost CPU on every fan-out write
             server_header="zmqmon-bridge",
             close_timeout=1.0,  # a client that never answers a close must not hold a stop
+            # Every connection starts at the HTTP front; a WebSocket is handed to websockets.
+            create_connection=cast(Any, self._front),
         )
         sock = next(iter(self._server.sockets))
         self.port = int(sock.getsockname()[1])
         log.info("zmqmon bridge on %s (auth %s)", self.ws_url, self.auth.enabled)
         return self
+
+    def _front(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> HttpFront:
+        """websockets' connection factory, wrapped: the connection starts as HTTP, and becomes
+        the ``ServerConnection`` websockets would have made if it is a WebSocket handshake."""
+        lim = self.limits
+        return HttpFront(
+            self.routes.handle,
+            self.routes.gate,
+            lambda: ServerConnection(protocol, server, **kwargs),
+            ws_path=WS_PATH,
+            fronts=self._fronts,
+            max_body=lim.max_body,
+            idle_timeout=lim.http_idle_timeout,
+        )
 
     async def astop(self) -> None:
         """Close every connection, the listener and the upstream sockets — within
@@ -219,6 +244,8 @@ class Bridge:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+            for front in list(self._fronts):  # plain HTTP connections (keep-alive)
+                front.close()
             try:
                 await asyncio.wait_for(server.wait_closed(), self.limits.stop_timeout)
             except TimeoutError:
@@ -349,10 +376,14 @@ def run_bridge(
     jwt_audience: str | None = None,
     jwt_issuer: str | None = None,
     curve: tuple[str | None, str] | None = None,
+    allow_origin: str | None = None,
+    allow_host: str | None = None,
 ) -> int:
     """``zmqmon bridge``: serve until SIGINT/SIGTERM; line 1 of stdout is the endpoints JSON.
 
-    ``curve``: (keys directory, client name) when the service requires CURVE."""
+    ``curve``: (keys directory, client name) when the service requires CURVE.
+    ``allow_origin``/``allow_host``: comma-separated origins and host names browsers may use
+    besides the bridge's own (see :mod:`zmqmon_bridge.guard`)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         bridge = Bridge(
@@ -366,6 +397,8 @@ def run_bridge(
             jwt_issuer=jwt_issuer,
             limits=Limits.from_env(),
             curve=client_keys(curve),
+            allow_origin=allow_origin,
+            allow_host=allow_host,
         )
     except (OSError, ValueError) as exc:
         print(f"zmqmon bridge: {exc}", file=sys.stderr)

@@ -1,34 +1,41 @@
-"""HTTP on the bridge's port (websockets' ``process_request``): health, metrics, data, dashboard.
+"""HTTP on the bridge's port: the route table, the dashboard's files, health, metrics, the API.
 
-Access policy:
+Every request passes, in this order: the browser guard (``Origin``/``Host``, 403 —
+:mod:`zmqmon_bridge.guard`), the route (404), the method (405 with ``Allow``), then the route's
+own access rule:
 
-* ``GET /`` and ``/static/*`` (the dashboard) are public: they carry no data.
-* ``GET /api/ws/health`` and ``GET /metrics`` are public: counts only, no execution id, user or
-  payload appears in them.
-* ``GET /api/executions`` reveals executions, so with auth on it needs a token (``?token=`` or
-  ``Authorization: Bearer``) and answers only what that user may see.
-* ``/api/ws`` is the WebSocket: with auth on, a missing or bad token is refused with 401 here,
-  before the handshake — nothing is relayed.
+* ``GET /`` and ``/static/*`` (the dashboard) are public: they carry no data;
+* ``GET /api/ws/health``, ``GET /metrics`` and ``GET /api/config`` are public: counts and flags
+  only, no execution id, user or payload;
+* the API of contract §8 (:mod:`zmqmon_bridge.api`) needs a token when auth is on (401);
+* ``/api/ws`` is the WebSocket: the front hands a ``GET`` to websockets, whose
+  ``process_request`` (:meth:`HttpRoutes.__call__`) refuses a missing or bad token with 401 before
+  the handshake — nothing is relayed.
 
-Static files are served from a fixed allow-list built at start (no path is ever joined from the
-request, so no traversal).
+``HEAD`` is served wherever ``GET`` is. Static files come from a fixed allow-list built at start
+(no path is ever joined from the request, so no traversal).
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from zmqmon.core.wire import dumps
-from zmqmon.errors import AuthError, ServiceUnavailableError, ZmqmonError
-from zmqmon_bridge.auth import Authenticator
+from zmqmon.errors import AuthError
+from zmqmon_bridge.api import Api
+from zmqmon_bridge.auth import ANONYMOUS, Authenticator
+from zmqmon_bridge.front import HttpReply, HttpRequest, error_reply, json_reply
+from zmqmon_bridge.guard import BrowserGuard
 from zmqmon_bridge.hub import Hub
 from zmqmon_bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from zmqmon_bridge.protocol import Principal
@@ -49,37 +56,34 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+_UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="zmqmon"'}
+
+Route = Callable[..., Awaitable[HttpReply]]
+# (pattern, {method: (handler, needs a token when auth is on)})
+_Table = list[tuple[re.Pattern[str], dict[str, tuple[Route, bool]]]]
 
 
-def respond(
-    conn: ServerConnection,
-    status: int,
-    body: bytes,
-    content_type: str,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """An HTTP response with a body of any content type."""
-    response = conn.respond(status, "")
-    del response.headers["Content-Type"]
-    del response.headers["Content-Length"]
-    response.headers["Content-Type"] = content_type
-    response.headers["Content-Length"] = str(len(body))
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    response.body = body
-    return response
+def _segment(name: str) -> str:
+    return rf"(?P<{name}>[^/]+)"
 
 
 class HttpRoutes:
-    """``process_request`` of the bridge; remembers each WebSocket's verified principal."""
+    """The bridge's HTTP routes (for the front) and its WebSocket handshake check (websockets'
+    ``process_request``, which remembers each connection's verified principal)."""
 
-    def __init__(self, hub: Hub, auth: Authenticator, started: float) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        auth: Authenticator,
+        started: float,
+        guard: BrowserGuard | None = None,
+    ) -> None:
         self.hub = hub
         self.auth = auth
+        self.guard = guard or BrowserGuard()
         self.metrics = BridgeMetrics(hub)
         self.started = started
+        self.api = Api(hub.client_for, auth.enabled, hub.learn_owner)
         # Weak: a handshake that fails after this check never reaches the handler to pop it.
         self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = (
             weakref.WeakKeyDictionary()
@@ -90,6 +94,34 @@ class HttpRoutes:
         index = STATIC_DIR / "index.html"
         if index.exists():
             self.static["/"] = self.static["/index.html"] = index
+        api = self.api
+        self.table: _Table = [
+            (re.compile(r"/api/ws/health"), {"GET": (self._health, False)}),
+            (re.compile(r"/metrics"), {"GET": (self._metrics, False)}),
+            (re.compile(r"/api/config"), {"GET": (self._config, False)}),
+            (re.compile(WS_PATH), {"GET": (self._not_upgraded, False)}),
+            (
+                re.compile(r"/api/workflows"),
+                {"GET": (api.list_workflows, True), "POST": (api.create_workflow, True)},
+            ),
+            (
+                re.compile(rf"/api/workflows/{_segment('workflow_id')}/execute"),
+                {"POST": (api.execute, True)},
+            ),
+            (re.compile(r"/api/executions"), {"GET": (api.list_executions, True)}),
+            (
+                re.compile(rf"/api/executions/{_segment('execution_id')}"),
+                {"GET": (api.get_execution, True)},
+            ),
+            (
+                re.compile(rf"/api/executions/{_segment('execution_id')}/events"),
+                {"GET": (api.events, True)},
+            ),
+            (
+                re.compile(rf"/api/executions/{_segment('execution_id')}/cancel"),
+                {"POST": (api.cancel, True)},
+            ),
+        ]
 
     def health(self) -> dict[str, Any]:
         """The body of ``/api/ws/health``."""
@@ -105,53 +137,107 @@ class HttpRoutes:
             "auth": self.auth.enabled,
         }
 
-    async def __call__(self, conn: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        headers = {k: v for k, v in request.headers.raw_items()}
-        if path == WS_PATH:
-            try:
-                self.principals[conn] = self.auth.from_request(request.path, headers)
-            except AuthError as exc:
-                self.hub.counters.error("unauthorized")
-                return respond(
-                    conn,
-                    401,
-                    dumps({"type": "error", "code": "unauthorized", "message": str(exc)}),
-                    "application/json",
-                    {"WWW-Authenticate": 'Bearer realm="zmqmon"'},
-                )
-            return None  # go on with the WebSocket handshake
-        if path == "/api/ws/health":
-            return respond(conn, 200, dumps(self.health()), "application/json")
-        if path == "/metrics":
-            return respond(conn, 200, self.metrics.render(), CONTENT_TYPE)
-        if path == "/api/executions":
-            return await self._executions(conn, request.path, headers)
-        if path == "/api/config":
-            return respond(conn, 200, dumps({"auth": self.auth.enabled}), "application/json")
+    # -- the front's entry points ---------------------------------------------------------------
+
+    def gate(self, request: HttpRequest) -> HttpReply | None:
+        """Before a ``GET /api/ws`` goes to websockets: the browser guard (403) or None."""
+        refusal = self.guard.refusal(request.headers.get("host"), request.headers.get("origin"))
+        if refusal is not None:
+            self.hub.counters.error("forbidden")
+            return error_reply(403, "forbidden", refusal)
+        return None
+
+    async def handle(self, request: HttpRequest) -> HttpReply:
+        """Answer one HTTP request (anything but a WebSocket handshake)."""
+        refused = self.gate(request)
+        if refused is not None:
+            return refused
+        path = request.path
+        method = "GET" if request.method == "HEAD" else request.method
         file = self.static.get(path)
         if file is not None:
-            ctype = _TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "text/plain"
-            extra = {"Content-Security-Policy": _CSP} if file.suffix == ".html" else None
-            return respond(conn, 200, file.read_bytes(), ctype, extra)
-        return respond(conn, 404, b"not found\n", "text/plain; charset=utf-8")
+            if method != "GET":
+                return self._not_allowed(("GET",), request.method)
+            return self._file(file)
+        for pattern, methods in self.table:
+            match = pattern.fullmatch(path)
+            if match is None:
+                continue
+            entry = methods.get(method)
+            if entry is None:
+                return self._not_allowed(tuple(methods), request.method)
+            route, needs_token = entry
+            principal = ANONYMOUS
+            if needs_token:
+                try:
+                    principal = self.auth.from_request(request.target, request.headers)
+                except AuthError as exc:
+                    self.hub.counters.error("unauthorized")
+                    return error_reply(401, "unauthorized", str(exc), _UNAUTHORIZED_HEADERS)
+            params = {k: unquote(v) for k, v in match.groupdict().items()}
+            return await self.api.run(route, request, principal, *params.values())
+        return error_reply(404, "not_found", f"no route {path[:200]!r}")
 
-    async def _executions(
-        self, conn: ServerConnection, raw_path: str, headers: dict[str, str]
-    ) -> Response:
+    @staticmethod
+    def _not_allowed(methods: tuple[str, ...], method: str) -> HttpReply:
+        allow = ", ".join(sorted({*methods, *(["HEAD"] if "GET" in methods else [])}))
+        return error_reply(
+            405,
+            "method_not_allowed",
+            f"{method[:20]} is not allowed here; allowed: {allow}",
+            {"Allow": allow},
+        )
+
+    def _file(self, file: Path) -> HttpReply:
+        ctype = _TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "text/plain"
+        extra = {"Content-Security-Policy": _CSP} if file.suffix == ".html" else {}
+        return HttpReply(200, file.read_bytes(), ctype, extra)
+
+    async def _health(self, request: HttpRequest, principal: Principal) -> HttpReply:
+        return json_reply(200, self.health())
+
+    async def _metrics(self, request: HttpRequest, principal: Principal) -> HttpReply:
+        return HttpReply(200, self.metrics.render(), CONTENT_TYPE)
+
+    async def _config(self, request: HttpRequest, principal: Principal) -> HttpReply:
+        return json_reply(200, {"auth": self.auth.enabled})
+
+    async def _not_upgraded(self, request: HttpRequest, principal: Principal) -> HttpReply:
+        # Only reached for HEAD: a GET is handed to websockets by the front.
+        return error_reply(426, "upgrade_required", "this is the WebSocket endpoint")
+
+    # -- websockets' process_request: the handshake's auth check --------------------------------
+
+    async def __call__(self, conn: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path != WS_PATH:  # the front hands over nothing else
+            return _respond(conn, 404, dumps({"error": {"code": "not_found"}}))
+        headers = {k: v for k, v in request.headers.raw_items()}
         try:
-            principal = self.auth.from_request(raw_path, headers)
+            self.principals[conn] = self.auth.from_request(request.path, headers)
         except AuthError as exc:
-            return respond(conn, 401, dumps({"error": str(exc)}), "application/json")
-        client = self.hub.client
-        try:
-            if client is None:
-                raise ServiceUnavailableError("no state service configured (--state)")
-            states = await client.executions(limit=100)
-        except ZmqmonError as exc:
-            return respond(conn, 503, dumps({"error": str(exc)}), "application/json")
-        visible = [s for s in states if principal.can_see(s.user_id)]
-        for s in visible:
-            self.hub.learn_owner(s.execution_id, s.user_id)
-        body = {"executions": [s.to_json_dict() for s in visible]}
-        return respond(conn, 200, dumps(body), "application/json")
+            self.hub.counters.error("unauthorized")
+            return _respond(
+                conn,
+                401,
+                dumps({"type": "error", "code": "unauthorized", "message": str(exc)}),
+                _UNAUTHORIZED_HEADERS,
+            )
+        return None  # go on with the WebSocket handshake
+
+
+def _respond(
+    conn: ServerConnection, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> Response:
+    """A JSON response from websockets' side of the port (a refused handshake)."""
+    response = conn.respond(status, "")
+    del response.headers["Content-Type"]
+    del response.headers["Content-Length"]
+    response.headers["Content-Type"] = "application/json"
+    response.headers["Content-Length"] = str(len(body))
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    response.body = body
+    return response

@@ -20,6 +20,7 @@ def test_the_documented_notebooks_exist() -> None:
         "01-quickstart.ipynb",
         "02-remote-service.ipynb",
         "03-executions-list.ipynb",
+        "04-watch-your-code.ipynb",
     ]
 
 
@@ -62,5 +63,14 @@ def test_notebook_runs_top_to_bottom(path: Path, jupyter_env: Path) -> None:
         )
     elif path.stem.startswith("02"):
         assert "'completed'" in text
-    else:
+    elif path.stem.startswith("03"):
         assert "['completed', 'completed', 'failed']" in text
+    else:  # 04: a plain loop watched with zmqmon.track and tqdm
+        assert "('completed', 100)" in text
+        for agent in ("data", "train", "eval"):
+            assert f"('{agent}', 'completed', True)" in text
+        assert "[('agent:failed', 'ValueError'), ('execution:failed', 'ValueError')]" in text
+        shown = next(c for c in nb.cells if c.source.rstrip().endswith("below while they run"))
+        assert any(
+            "application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in shown.outputs
+        )

@@ -125,12 +125,24 @@ def events_raw(
 
 
 def executions(
-    *, status: str | None = None, workflow_id: str | None = None, limit: int | None = None
+    *,
+    status: str | None = None,
+    workflow_id: str | None = None,
+    user_id: str | None = None,
+    before: str | None = None,
+    limit: int | None = None,
 ) -> Call[list[ExecutionState]]:
-    """``executions`` → states, newest first."""
+    """``executions`` → states, newest first (``user_id``: one user's; ``before``: older than
+    that execution)."""
     return Call(
         "executions",
-        {"status": status, "workflowId": workflow_id, "limit": limit},
+        {
+            "status": status,
+            "workflowId": workflow_id,
+            "userId": user_id,
+            "before": before,
+            "limit": limit,
+        },
         lambda r: [_state(s) for s in r["executions"]],
     )
 

@@ -40,15 +40,26 @@ class EventEmitter:
     # -- core -----------------------------------------------------------------------------------
 
     def emit(
-        self, event_type: str, execution_id: str, workflow_id: str, data: dict[str, Any]
+        self,
+        event_type: str,
+        execution_id: str,
+        workflow_id: str,
+        data: dict[str, Any],
+        timestamp: str | None = None,
     ) -> dict[str, Any]:
-        """Number, stamp and deliver one event; returns its wire dict."""
+        """Number, stamp and deliver one event; returns its wire dict. ``timestamp``: when it
+        happened, if not now (an event a reporter sends late: ``zmqmon.track``)."""
         with self._lock:
             seq = self._seq.get(execution_id, 0) + 1
             self._seq[execution_id] = seq
             now = self._clock()
             event = build_event_dict(
-                event_type, execution_id, workflow_id, seq, format_timestamp(now), data
+                event_type,
+                execution_id,
+                workflow_id,
+                seq,
+                timestamp or format_timestamp(now),
+                data,
             )
             if event_type in TERMINAL_TYPES:
                 self._finished[execution_id] = now

@@ -19,7 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from zmqmon.core.events import MAX_SEQ, validation_message
+from zmqmon.core.events import MAX_SEQ, EventType, validation_message
 from zmqmon.core.wire import dumps, loads
 from zmqmon.errors import BadRequestError, ProtocolError, ServiceError, service_error
 
@@ -31,6 +31,8 @@ __all__ = [
     "ExecuteRequest",
     "ExecutionsRequest",
     "PingRequest",
+    "ReportItem",
+    "ReportRequest",
     "Request",
     "SnapshotRequest",
     "WorkflowsRequest",
@@ -51,6 +53,7 @@ OPS = (
     "workflows",
     "execute",
     "cancel",
+    "report",
 )
 
 RequestId: TypeAlias = Union[str, int, None]
@@ -95,6 +98,10 @@ class ExecutionsRequest(_Req):
     op: Literal["executions"]
     status: Literal["pending", "running", "completed", "failed", "cancelled"] | None = None
     workflow_id: str | None = None
+    #: zmqmon: only this user's executions (a per-user list is filtered here, not after a limit)
+    user_id: str | None = None
+    #: zmqmon: only executions older than this one (the next page of a list)
+    before: str | None = None
     limit: Annotated[int, Field(ge=1, le=10_000)] = 100
 
 
@@ -136,6 +143,39 @@ class CancelRequest(_Req):
     reason: str = "cancelled by request"
 
 
+_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+#: the most events one ``report`` may carry (a reporter sends more in several)
+MAX_REPORT_EVENTS = 1000
+
+
+class ReportItem(BaseModel):
+    """One event of a ``report``: its type, its data and when it happened (the reporter's
+    clock; the service's when absent). The service adds the ids and the seq."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    type: EventType
+    data: dict[str, Any] = Field(default_factory=dict)
+    timestamp: Annotated[str, Field(pattern=_TIMESTAMP)] | None = None
+
+
+class ReportRequest(_Req):
+    """``report`` (zmqmon's addition, for ``zmqmon.track``) → ``lastSeq``, ``closed``.
+
+    Events of an execution the reporter runs itself: the first report of an execution starts
+    with ``execution:started`` and creates it under ``key``, a secret only that reporter knows;
+    every later report must carry the same key. ``batch`` numbers the reports of one execution
+    (1, 2, …) so that one sent again after a lost reply is not applied twice. An empty ``events``
+    says the reporter is alive.
+    """
+
+    op: Literal["report"]
+    execution_id: Annotated[str, Field(min_length=1, max_length=200)]
+    workflow_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    key: Annotated[str, Field(min_length=16, max_length=200)]
+    batch: Annotated[int, Field(ge=1, le=MAX_SEQ)]
+    events: Annotated[list[ReportItem], Field(max_length=MAX_REPORT_EVENTS)]
+
+
 Request: TypeAlias = Annotated[
     Union[
         PingRequest,
@@ -146,6 +186,7 @@ Request: TypeAlias = Annotated[
         WorkflowsRequest,
         ExecuteRequest,
         CancelRequest,
+        ReportRequest,
     ],
     Field(discriminator="op"),
 ]

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import zmq
 
 import zmqmon
+from zmqmon.core.reports import LOST, ReportBook
 from zmqmon.core.requests import (
     CancelRequest,
     CreateWorkflowRequest,
@@ -29,6 +31,7 @@ from zmqmon.core.requests import (
     ExecuteRequest,
     ExecutionsRequest,
     PingRequest,
+    ReportRequest,
     Request,
     SnapshotRequest,
     WorkflowsRequest,
@@ -61,6 +64,7 @@ __all__ = ["MAX_EVENTS_REPLY_BYTES", "ExecutionRunner", "StateService"]
 log = logging.getLogger(__name__)
 
 _POLL_MS = 50  # close() is noticed within this
+_SWEEP_EVERY = 1.0  # seconds between looks for reported executions whose reporter went silent
 
 #: an ``events`` reply stops adding events past this size (always at least one event)
 MAX_EVENTS_REPLY_BYTES = 8 * 1024 * 1024
@@ -107,8 +111,12 @@ class StateService:
         max_agents: int | None = None,
         max_request_bytes: int | None = None,
         curve: CurveServer | None = None,
+        reports: ReportBook | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.reports = reports or ReportBook(max_agents=max_agents)
+        self._clock = clock
         self.agents = agents
         self.max_agents = max_agents
         self.publisher = publisher
@@ -141,6 +149,7 @@ class StateService:
             WorkflowsRequest: self._workflows,
             ExecuteRequest: self._execute,
             CancelRequest: self._cancel,
+            ReportRequest: self._report,
         }
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -169,7 +178,14 @@ class StateService:
 
     def _run(self) -> None:
         sock = self._socket
+        next_sweep = self._clock() + _SWEEP_EVERY
         while not self._stop.is_set():
+            if self._clock() >= next_sweep:
+                next_sweep = self._clock() + _SWEEP_EVERY
+                try:
+                    self.sweep()
+                except Exception:
+                    log.exception("state service: sweeping reported executions failed")
             try:
                 if not sock.poll(_POLL_MS):
                     continue
@@ -258,7 +274,11 @@ class StateService:
 
     def _executions(self, req: ExecutionsRequest) -> bytes:
         payloads = self.store.execution_payloads(
-            status=req.status, workflow_id=req.workflow_id, limit=req.limit
+            status=req.status,
+            workflow_id=req.workflow_id,
+            user_id=req.user_id,
+            before=req.before,
+            limit=req.limit,
         )
         # Spliced as stored, like snapshot: no parse and re-encode of every agent row.
         tail = b"" if req.id is None else b',"id":' + dumps(req.id)
@@ -312,12 +332,49 @@ class StateService:
     def _cancel(self, req: CancelRequest) -> dict[str, Any]:
         if self.runner is not None and self.runner.cancel(req.execution_id, req.reason):
             return {}
+        workflow_id = self.reports.close(req.execution_id)
+        if workflow_id is not None:  # a reported execution: closed here, its reporter told
+            self.publisher.emit_execution_cancelled(req.execution_id, workflow_id, req.reason)
+            return {}
         state = self.store.state(req.execution_id)
         if state is None:
             raise NotFoundError(f"no execution {req.execution_id!r}")
         if state.is_terminal:
             raise ConflictError(f"execution {req.execution_id!r} already {state.status}")
         raise ConflictError(f"execution {req.execution_id!r} is not running in this executor")
+
+    # -- reported executions (zmqmon.track) --------------------------------------------------------
+
+    def _report(self, req: ReportRequest) -> dict[str, Any]:
+        def stored(execution_id: str) -> bool:
+            # Published (the emitter numbers it) or stored: an id a reporter may not open.
+            if self.publisher.last_seq(execution_id) > 0:
+                return True
+            return self.store.state_payload(execution_id) is not None
+
+        accepted = self.reports.accept(req, self._clock(), stored)
+        emit = self.publisher.emit
+        eid, wid = accepted.execution_id, accepted.workflow_id
+        for item in accepted.events:
+            emit(item.type, eid, wid, dict(item.data), item.timestamp)
+        return {
+            "lastSeq": self.publisher.last_seq(eid),
+            "closed": accepted.closed,  # by someone else: publish nothing more
+            # where to watch it from (a reporter shows its run as a live monitor)
+            "events": self.publisher.endpoint,
+        }
+
+    def sweep(self) -> list[str]:
+        """Fail the reported executions whose reporter went silent (``ReporterLost``)."""
+        lost = self.reports.sweep(self._clock())
+        for execution_id, workflow_id in lost:
+            self.publisher.emit_execution_failed(
+                execution_id,
+                workflow_id,
+                error=f"its reporter sent nothing for {self.reports.lost_after:g} s",
+                error_type=LOST,
+            )
+        return [eid for eid, _ in lost]
 
 
 _ = Request  # the union the ops table covers

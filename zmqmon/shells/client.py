@@ -121,10 +121,21 @@ class StateClient:
         *,
         status: str | None = None,
         workflow_id: str | None = None,
+        user_id: str | None = None,
+        before: str | None = None,
         limit: int | None = None,
     ) -> list[ExecutionState]:
-        """Execution states, newest first."""
-        return self.call(calls.executions(status=status, workflow_id=workflow_id, limit=limit))
+        """Execution states, newest first (``user_id``: one user's; ``before``: older than that
+        execution, for the next page)."""
+        return self.call(
+            calls.executions(
+                status=status,
+                workflow_id=workflow_id,
+                user_id=user_id,
+                before=before,
+                limit=limit,
+            )
+        )
 
     def create_workflow(self, definition: Mapping[str, Any] | WorkflowDefinition) -> str:
         """Store a workflow definition; returns its ``workflowId``."""
@@ -245,11 +256,20 @@ class AsyncStateClient:
         *,
         status: str | None = None,
         workflow_id: str | None = None,
+        user_id: str | None = None,
+        before: str | None = None,
         limit: int | None = None,
     ) -> list[ExecutionState]:
-        """Execution states, newest first."""
+        """Execution states, newest first (``user_id``: one user's; ``before``: older than that
+        execution, for the next page)."""
         return await self.call(
-            calls.executions(status=status, workflow_id=workflow_id, limit=limit)
+            calls.executions(
+                status=status,
+                workflow_id=workflow_id,
+                user_id=user_id,
+                before=before,
+                limit=limit,
+            )
         )
 
     async def create_workflow(self, definition: Mapping[str, Any] | WorkflowDefinition) -> str:

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS executions (
     workflow_id TEXT NOT NULL,
     status TEXT NOT NULL,
     last_seq INTEGER NOT NULL,
-    state TEXT NOT NULL
+    state TEXT NOT NULL,
+    user_id TEXT
 );
 CREATE INDEX IF NOT EXISTS executions_status ON executions (status);
 CREATE INDEX IF NOT EXISTS executions_workflow ON executions (workflow_id);
@@ -68,6 +69,14 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (execution_id, seq)
 ) WITHOUT ROWID;
 """
+
+# Files written before executions had a user_id column get it, filled from the stored states
+# (the executions op filters on it: a user's list must not be the newest rows of everyone's).
+_MIGRATE_USER_ID = """
+ALTER TABLE executions ADD COLUMN user_id TEXT;
+UPDATE executions SET user_id = json_extract(state, '$.userId');
+"""
+_USER_INDEX = "CREATE INDEX IF NOT EXISTS executions_user ON executions (user_id, n)"
 
 # How long the writer sleeps between batches when nobody asks for a flush: the batching window.
 _WRITER_INTERVAL = 0.01
@@ -148,6 +157,10 @@ class Store:
         try:
             self._read = _connect(self.path)
             self._read.executescript(_SCHEMA)
+            columns = {r[1] for r in self._read.execute("PRAGMA table_info(executions)")}
+            if "user_id" not in columns:
+                self._read.executescript("BEGIN;" + _MIGRATE_USER_ID + "COMMIT;")
+            self._read.execute(_USER_INDEX)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path!r}: {exc}") from exc
         self._read_lock = threading.Lock()
@@ -288,11 +301,19 @@ class Store:
         try:
             conn.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?)", rows)
             conn.executemany(
-                "INSERT INTO executions (execution_id, workflow_id, status, last_seq, state) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO UPDATE SET "
-                "status = excluded.status, last_seq = excluded.last_seq, state = excluded.state",
+                "INSERT INTO executions (execution_id, workflow_id, status, last_seq, state, "
+                "user_id) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (execution_id) DO UPDATE SET "
+                "status = excluded.status, last_seq = excluded.last_seq, state = excluded.state, "
+                "user_id = excluded.user_id",
                 [
-                    (s.execution_id, s.workflow_id, s.status, s.last_seq, dumps(s.to_json_dict()))
+                    (
+                        s.execution_id,
+                        s.workflow_id,
+                        s.status,
+                        s.last_seq,
+                        dumps(s.to_json_dict()),
+                        s.user_id,
+                    )
                     for s in touched.values()
                 ],
             )
@@ -411,14 +432,29 @@ class Store:
         return value if isinstance(value, bytes) else str(value).encode()
 
     def executions(
-        self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        user_id: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
     ) -> list[ExecutionState]:
-        """Execution states, newest first, optionally filtered by status and workflow."""
-        payloads = self.execution_payloads(status=status, workflow_id=workflow_id, limit=limit)
+        """Execution states, newest first, optionally filtered by status, workflow and user;
+        ``before``: only executions older than that one (the next page of a list)."""
+        payloads = self.execution_payloads(
+            status=status, workflow_id=workflow_id, user_id=user_id, before=before, limit=limit
+        )
         return [ExecutionState.model_validate(loads(p)) for p in payloads]
 
     def execution_payloads(
-        self, *, status: str | None = None, workflow_id: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        workflow_id: str | None = None,
+        user_id: str | None = None,
+        before: str | None = None,
+        limit: int = 100,
     ) -> list[bytes]:
         """As :meth:`executions`, the stored JSON of each state (for replies, unparsed)."""
         where, params = [], []
@@ -428,6 +464,13 @@ class Store:
         if workflow_id is not None:
             where.append("workflow_id = ?")
             params.append(workflow_id)
+        if user_id is not None:
+            where.append("user_id = ?")
+            params.append(user_id)
+        if before is not None:
+            # an unknown id yields no row here, so nothing is older: an empty page
+            where.append("n < (SELECT n FROM executions WHERE execution_id = ?)")
+            params.append(before)
         sql = "SELECT state FROM executions"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -24,6 +24,9 @@
   var renderQueued = false;
   var expanded = {};      // "execId:seq" -> true
   var MAX_ROWS = 200;     // executions listed
+  // Set by actions.js (run, cancel, filters, history): which states the list shows, how many
+  // rows, and what to redraw with the page.
+  var hooks = { accepts: null, rowLimit: MAX_ROWS, onRender: [] };
   var MAX_LOG = 500;      // event log lines rendered
 
   // ---- connection -------------------------------------------------------------------------
@@ -253,6 +256,7 @@
     renderList();
     renderDetail();
     renderSubs();
+    hooks.onRender.forEach(function (fn) { fn(states, selected); });
   }
 
   function renderList() {
@@ -260,12 +264,16 @@
       var x = states[a].startedAt || "", y = states[b].startedAt || "";
       return x < y ? 1 : x > y ? -1 : 0;
     });
-    $("exec-count").textContent = String(ids.length);
+    var known = ids.length;
+    if (hooks.accepts) ids = ids.filter(function (id) { return hooks.accepts(states[id]); });
+    $("exec-count").textContent = ids.length === known ? String(known) : ids.length + " of " + known;
     $("empty").hidden = ids.length > 0;
+    $("empty").textContent = known ? "No execution matches these filters."
+      : "No executions yet. They appear here as soon as they start.";
     var body = $("exec-rows");
     var rows = document.createDocumentFragment();
-    // The newest MAX_ROWS (and the selected one): a long-lived page stays fast.
-    ids = ids.filter(function (id, i) { return i < MAX_ROWS || id === selected; });
+    // The newest rows (and the selected one): a long-lived page stays fast.
+    ids = ids.filter(function (id, i) { return i < hooks.rowLimit || id === selected; });
     ids.forEach(function (id) {
       var s = states[id];
       var tr = el("tr", id === selected ? "selected" : "");
@@ -500,5 +508,8 @@
     connect();
   }).catch(function () { connect(); });
 
-  window.zmqmonDashboard = { states: states, logs: logs, select: select, unsubscribe: unsubscribe };
+  window.zmqmonDashboard = {
+    states: states, logs: logs, select: select, unsubscribe: unsubscribe, hooks: hooks,
+    token: token, authOn: function () { return authOn; }, render: renderNow, notice: notice
+  };
 })();
