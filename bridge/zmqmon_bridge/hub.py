@@ -69,6 +69,7 @@ TICK: Final = 0.02  # seconds between services of retries, paging and slow-clien
 #: replies are processed a few at a time, so the loop stays free for pings and live events
 MAX_REQUESTS: Final = 8
 _CHUNK: Final = 256  # items fanned out per loop turn when a page is released
+SERVICE_TTL: Final = 15.0  # seconds a state service heartbeats named stays offered to the API
 _PAGES: Final = 32  # full pages kept for clients catching up on the same execution
 _EXEC: Final = b"exec/"
 
@@ -388,6 +389,23 @@ class Hub:
     def client(self) -> AsyncStateClient | None:
         """The configured state service (or None: only those heartbeats name)."""
         return self.clients.get(None)
+
+    def services(self) -> list[str]:
+        """The state services requests may go to: the configured one first, then those
+        heartbeats named in the last ``SERVICE_TTL`` seconds, newest first."""
+        default = self.clients.default
+        heard = self.lanes["log"].services_heard(time.monotonic(), SERVICE_TTL)
+        return ([default] if default else []) + [s for s in heard if s != default]
+
+    def client_at(self, endpoint: str) -> AsyncStateClient | None:
+        """The client of one of :meth:`services`; None for any other endpoint — a request
+        naming a service never makes the bridge connect somewhere new."""
+        return self.clients.get(endpoint) if endpoint in self.services() else None
+
+    def learn_service(self, execution_id: str, endpoint: str) -> None:
+        """An execution's state service, as a listing or an execute told it."""
+        for lane in self.lanes.values():
+            lane.learn_owner(execution_id, endpoint)
 
     async def _answer(self, request: Request) -> Reply:
         # (a connection's core hears no heartbeats: the lanes know who owns what)

@@ -83,7 +83,7 @@ class HttpRoutes:
         self.guard = guard or BrowserGuard()
         self.metrics = BridgeMetrics(hub)
         self.started = started
-        self.api = Api(hub.client_for, auth.enabled, hub.learn_owner)
+        self.api = Api(hub, auth.enabled, hub.learn_owner)
         # Weak: a handshake that fails after this check never reaches the handler to pop it.
         self.principals: weakref.WeakKeyDictionary[ServerConnection, Principal] = (
             weakref.WeakKeyDictionary()
@@ -109,6 +109,7 @@ class HttpRoutes:
                 {"POST": (api.execute, True)},
             ),
             (re.compile(r"/api/executions"), {"GET": (api.list_executions, True)}),
+            (re.compile(r"/api/services"), {"GET": (api.list_services, True)}),
             (
                 re.compile(rf"/api/executions/{_segment('execution_id')}"),
                 {"GET": (api.get_execution, True)},

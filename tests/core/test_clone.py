@@ -430,3 +430,27 @@ def test_prefix_trackers_are_bounded_oldest_forgotten_explicit_kept() -> None:
     # A forgotten one that speaks again is joined anew, by the usual rules.
     core.on_event(make_events("gone0", 6)[1])
     assert "gone0" in core.tracked()
+
+
+def test_heartbeats_make_a_directory_of_state_services_and_route_requests_to_owners() -> None:
+    core = CloneCore[Event](join_history=100)
+    core.subscribe_topic("exec/")
+
+    def named(state: str, **executions: int) -> Heartbeat:
+        return Heartbeat(
+            publisher_id=state, timestamp="2026-11-25T10:00:00.000Z", executions=executions,
+            state=state,
+        )  # fmt: skip
+
+    core.on_heartbeat(named("tcp://a:5557", e1=0), now=10.0)
+    core.on_heartbeat(named("tcp://b:5557", e2=0), now=12.0)
+    core.on_heartbeat(hb(e3=0), now=13.0)  # names no service: not in the directory
+    assert core.services_heard(now=13.0, within=5.0) == ["tcp://b:5557", "tcp://a:5557"]
+    assert core.services_heard(now=16.0, within=5.0) == ["tcp://b:5557"]  # a: silent too long
+    assert core.owners == {"e1": "tcp://a:5557", "e2": "tcp://b:5557"}
+    core.learn_owner("e9", "tcp://b:5557")  # an older one, from a listing
+    core.on_event(make_events("e9")[2])  # seen mid-way: its gap is asked of its owner
+    requests = [r for r in core.poll(now=20.0) if r.execution_id == "e9"]
+    (request,) = requests
+    assert isinstance(request, FetchEvents | FetchSnapshot)
+    assert (request.execution_id, request.owner) == ("e9", "tcp://b:5557")

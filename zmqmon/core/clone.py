@@ -88,6 +88,7 @@ __all__ = ["CloneCore"]
 
 E = TypeVar("E", bound=Sequenced)
 _MAX_DONE: Final = 10_000  # finished executions remembered (to drop their late duplicates)
+_MAX_SERVICES: Final = 256  # state services remembered from heartbeats (a directory, not a log)
 
 
 class CloneCore(Generic[E]):
@@ -142,6 +143,20 @@ class CloneCore(Generic[E]):
         self._filters_version = 0  # bumped by every change of workflow or topic filters
         #: execution → the state service its publisher's heartbeats name (bounded, newest kept)
         self.owners: OrderedDict[str, str] = OrderedDict()
+        #: state service → when a heartbeat last named it (``now``; bounded, newest last)
+        self.services: OrderedDict[str, float] = OrderedDict()
+
+    def learn_owner(self, execution_id: str, service: str) -> None:
+        """Record the state service owning an execution that heartbeats no longer name (a
+        listing or an execute said so): its requests go there."""
+        self.owners[execution_id] = service
+        self.owners.move_to_end(execution_id)
+        while len(self.owners) > self.max_tracked:
+            self.owners.popitem(last=False)
+
+    def services_heard(self, now: float, within: float) -> list[str]:
+        """The state services heartbeats named in the last ``within`` seconds, newest first."""
+        return [s for s, at in reversed(self.services.items()) if now - at <= within]
 
     # -- subscriptions ------------------------------------------------------------------------
 
@@ -346,6 +361,10 @@ class CloneCore(Generic[E]):
         self.touch(now)
         if heartbeat.state is not None:  # who owns them: where their repairs are asked for
             owners, state = self.owners, heartbeat.state
+            self.services[state] = now
+            self.services.move_to_end(state)
+            if len(self.services) > _MAX_SERVICES:
+                self.services.popitem(last=False)
             for eid in heartbeat.executions:
                 if owners.get(eid) != state:
                     owners[eid] = state

@@ -17,7 +17,8 @@
   var $ = function (id) { return document.getElementById(id); };
   var PAGE = 100;
   var filters = { status: "", workflow: "" };
-  var workflows = [];        // from GET /api/workflows
+  var workflows = [];        // from GET /api/workflows (each with its service)
+  var services = [];         // from GET /api/services: where requests can go
   var cursor = null;         // the oldest execution the history pages reached
   var exhausted = false;
   var pasting = false;
@@ -75,25 +76,46 @@
     $("tab-paste").setAttribute("aria-selected", String(paste));
     $("stored-pane").hidden = paste;
     $("paste-pane").hidden = !paste;
+    $("service-pane").hidden = !(paste && services.length > 1);
     showError("");
   }
 
   function describe(w) {
-    return (w.name || w.workflowId) + " · " + w.agentCount + (w.agentCount === 1 ? " agent" : " agents");
+    var text = (w.name || w.workflowId) + " · " + w.agentCount + (w.agentCount === 1 ? " agent" : " agents");
+    return services.length > 1 && w.service ? text + " · " + w.service : text;
+  }
+
+  function keyOf(w) {  // a workflow id, and its service when several executors report here
+    return services.length > 1 ? w.workflowId + "@" + w.service : w.workflowId;
+  }
+
+  function options(select, items, label, value) {
+    var frag = document.createDocumentFragment();
+    items.forEach(function (item) {
+      var o = document.createElement("option");
+      o.value = value(item);
+      o.textContent = label(item);
+      frag.appendChild(o);
+    });
+    select.replaceChildren(frag);
+  }
+
+  function loadServices() {  // several executors behind a proxy: offer where to run
+    return api("GET", "/api/services").then(function (body) {
+      services = (body.services || []).map(function (s) { return s.endpoint; });
+      var same = function (s) { return s; };
+      options($("run-service"), services, same, same);
+      $("service-pane").hidden = !(pasting && services.length > 1);
+    });
   }
 
   function loadWorkflows() {
-    return api("GET", "/api/workflows").then(function (body) {
+    return loadServices().then(function () {
+      return api("GET", "/api/workflows");
+    }).then(function (body) {
       workflows = body.workflows || [];
       var select = $("run-workflow");
-      var frag = document.createDocumentFragment();
-      workflows.forEach(function (w) {
-        var o = document.createElement("option");
-        o.value = w.workflowId;
-        o.textContent = describe(w);
-        frag.appendChild(o);
-      });
-      select.replaceChildren(frag);
+      options(select, workflows, describe, keyOf);
       select.disabled = !workflows.length;
       $("run-workflow-info").textContent = workflows.length
         ? "" : "This service has no stored workflow yet: paste a definition.";
@@ -103,8 +125,13 @@
     });
   }
 
+  function chosen() {
+    var key = $("run-workflow").value;
+    return workflows.filter(function (w) { return keyOf(w) === key; })[0];
+  }
+
   function updateInfo() {
-    var w = workflows.filter(function (x) { return x.workflowId === $("run-workflow").value; })[0];
+    var w = chosen();
     if (w) $("run-workflow-info").textContent = (w.description || "") + " id " + w.workflowId;
   }
 
@@ -123,12 +150,15 @@
     } catch (err) { showError(err.message); return; }
     var button = $("run-submit");
     button.disabled = true;
-    var id = pasting
-      ? api("POST", "/api/workflows", definition).then(function (b) { return b.workflowId; })
-      : Promise.resolve($("run-workflow").value);
-    id.then(function (workflowId) {
-      if (!workflowId) throw new Error("Choose a workflow.");
-      return api("POST", "/api/workflows/" + encodeURIComponent(workflowId) + "/execute", { inputs: inputs });
+    var service = services.length > 1 ? $("run-service").value : null;
+    var at = function (s) { return s ? "?service=" + encodeURIComponent(s) : ""; };
+    var target = pasting
+      ? api("POST", "/api/workflows" + at(service), definition)
+      : Promise.resolve(chosen() || {});
+    target.then(function (w) {  // a stored workflow runs on the service that has it
+      if (!w.workflowId) throw new Error("Choose a workflow.");
+      return api("POST", "/api/workflows/" + encodeURIComponent(w.workflowId) + "/execute" +
+                 at(services.length > 1 ? w.service : null), { inputs: inputs });
     }).then(function (body) {
       $("run-dialog").close();
       D.notice("");
