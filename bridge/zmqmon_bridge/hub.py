@@ -53,7 +53,7 @@ from zmqmon.core.delivery import (
 from zmqmon.core.wire import Heartbeat
 from zmqmon.errors import NotFoundError, ProtocolError, ZmqmonError
 from zmqmon.shells.client import AsyncStateClient
-from zmqmon.shells.repair import StateClients, failure
+from zmqmon.shells.repair import NO_SERVICE, StateClients, failure
 from zmqmon_bridge.owners import OwnerBook
 from zmqmon_bridge.protocol import ConnectionState, Subscription
 from zmqmon_bridge.relayed import Relayed, decode, from_stored, snapshot_frame
@@ -413,6 +413,10 @@ class Hub:
             request.owner or self.lanes["log"].owners.get(request.execution_id)
         )
         if client is None:
+            if not self.services():
+                # None configured and none heard of: nothing will ever answer (a log-mode gap
+                # is skipped, not waited on forever)
+                return NO_SERVICE
             return Unavailable("no state service known for it yet")
         try:
             if isinstance(request, FetchEvents):

@@ -100,6 +100,9 @@ class Limits:
     flush_delay: float = 0.002  # seconds frames wait to be written together (0: each loop turn)
     max_body: int = 1024 * 1024  # bytes of an HTTP request body; bigger: 413, not read
     http_idle_timeout: float = 30.0  # an HTTP connection must complete a request within this
+    # seconds between keepalive pings (0: none); no pong within as long closes the connection
+    # (1011) — a peer gone without a FIN is noticed, and its queue freed
+    ping_interval: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
@@ -216,6 +219,8 @@ class Bridge:
             compression=None,  # per-message deflate would cost CPU on every fan-out write
             server_header="zmqmon-bridge",
             close_timeout=1.0,  # a client that never answers a close must not hold a stop
+            ping_interval=lim.ping_interval or None,
+            ping_timeout=lim.ping_interval or None,
             # Every connection starts at the HTTP front; a WebSocket is handed to websockets.
             create_connection=cast(Any, self._front),
         )

@@ -289,6 +289,26 @@ async def test_an_execution_first_seen_just_after_its_start_is_fetched_whole() -
     assert sink.seqs()[3:] == list(range(40, 50))
 
 
+async def test_with_no_state_service_at_all_a_join_gap_is_skipped_not_waited_on() -> None:
+    # (a bridge started without --state, hearing of no service: nothing will ever answer)
+    client = FakeClient()
+    hub = Hub(
+        FakeUpstream,
+        StateClients(None, lambda endpoint: client),
+        auth_enabled=False,
+        join_history=10,
+    )  # type: ignore[arg-type]
+    sink = FakeSink(Principal(None, True))
+    subscribe(hub, sink)
+    publish(hub, client, event("e", 1), lost=True)  # before the SUB subscription was live
+    publish(hub, client, event("e", 2))
+    publish(hub, client, event("e", 3))
+    await settle(hub)
+    assert sink.seqs() == [2, 3]
+    assert hub.lanes["log"].stats.skipped == 1
+    assert client.calls == 0
+
+
 class SlowClient(FakeClient):
     """A store whose answers for one execution wait until released."""
 
