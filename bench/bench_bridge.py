@@ -262,8 +262,12 @@ class RawClient:
             pos += len(chunk)
             tail = window[-64:]
 
-    async def _probe(self, nonce: str, report: asyncio.Future[dict[str, Any]]) -> float:
-        execution_id = f"bench-{nonce}".encode()
+    async def _probe(
+        self, nonce: str, report: asyncio.Future[dict[str, Any]], execution_id: str = ""
+    ) -> float:
+        """Parse every frame of execution ``execution_id`` (default ``bench-<nonce>``; a raw
+        broadcast sends every client every execution): check its order, note each latency."""
+        wanted = f'"{execution_id or f"bench-{nonce}"}"'.encode()
         end = f"end-{nonce}".encode()
         seqs: list[int] = []
         buf = b""
@@ -291,7 +295,7 @@ class RawClient:
                     break
                 payload = buf[i + h : i + h + n]
                 i += h + n
-                if execution_id not in payload:
+                if wanted not in payload:
                     if b'"warm"' in payload:
                         self.warm.set()
                     continue
@@ -447,8 +451,10 @@ async def _spread(
     marker = f"end-{nonce}".encode()
     unused: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     readers = [
-        asyncio.ensure_future(c._probe(nonce, unused) if c.probe else c.drain_until(marker))
-        for c in conns
+        asyncio.ensure_future(
+            c._probe(nonce, unused, f"bench-{nonce}-{i % k}") if c.probe else c.drain_until(marker)
+        )
+        for i, c in enumerate(conns)
     ]
     publisher.send(f"spread {n} {rate} {nonce} {k}")
     assert publisher.proc.stdout is not None
