@@ -22,6 +22,7 @@ from zmqmon.errors import ProtocolError
 
 __all__ = [
     "EVENT_TYPES",
+    "EVENT_VALIDATORS",
     "MAX_SEQ",
     "TERMINAL_TYPES",
     "AgentCompleted",
@@ -282,6 +283,24 @@ Event: TypeAlias = Annotated[
     ],
     Field(discriminator="type"),
 ]
+
+_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    ExecutionStarted,
+    ExecutionProgress,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionCancelled,
+    AgentStarted,
+    AgentProgress,
+    AgentCompleted,
+    AgentFailed,
+)
+#: each event type's own validator (JSON bytes → that event): a receiver that knows the type
+#: already (from the topic) skips the union's dispatch (see :func:`zmqmon.core.wire.decode_event`)
+EVENT_VALIDATORS: Final[Mapping[str, Callable[[bytes], Event]]] = {
+    kind: model.__pydantic_validator__.validate_json
+    for kind, model in zip(EVENT_TYPES, _MODELS, strict=True)
+}
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 # The adapter's own validator, called directly: every received event passes here, and the
