@@ -5,7 +5,13 @@ import json
 import pytest
 
 from tests.conftest import reducer_fixtures
-from zmqmon.core.events import EVENT_TYPES, EVENT_VALIDATORS, event_to_dict, parse_event
+from zmqmon.core.events import (
+    EVENT_TYPES,
+    EVENT_VALIDATORS,
+    TERMINAL_TYPES,
+    event_to_dict,
+    parse_event,
+)
 from zmqmon.errors import ProtocolError
 
 ALL_EVENTS = [e for f in reducer_fixtures() for e in f["events"]]
@@ -32,6 +38,7 @@ def test_each_type_has_its_own_validator_and_only_takes_its_type(raw: dict) -> N
     payload = json.dumps(raw).encode()
     assert set(EVENT_VALIDATORS) == set(EVENT_TYPES)
     assert EVENT_VALIDATORS[raw["type"]](payload) == parse_event(payload)
+    assert parse_event(payload).is_terminal == (raw["type"] in TERMINAL_TYPES)
     other = next(t for t in EVENT_TYPES if t != raw["type"])
     with pytest.raises(ValueError):  # (a pydantic ValidationError)
         EVENT_VALIDATORS[other](payload)
