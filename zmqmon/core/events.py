@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, Union
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
@@ -286,22 +286,11 @@ Event: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]
 
-_MODELS: Final[tuple[type[BaseModel], ...]] = (
-    ExecutionStarted,
-    ExecutionProgress,
-    ExecutionCompleted,
-    ExecutionFailed,
-    ExecutionCancelled,
-    AgentStarted,
-    AgentProgress,
-    AgentCompleted,
-    AgentFailed,
-)
 #: each event type's own validator (JSON bytes → that event): a receiver that knows the type
 #: already (from the topic) skips the union's dispatch (see :func:`zmqmon.core.wire.decode_event`)
 EVENT_VALIDATORS: Final[Mapping[str, Callable[[bytes], Event]]] = {
-    kind: model.__pydantic_validator__.validate_json
-    for kind, model in zip(EVENT_TYPES, _MODELS, strict=True)
+    get_args(model.model_fields["type"].annotation)[0]: model.__pydantic_validator__.validate_json
+    for model in get_args(get_args(Event)[0])  # Annotated[Union[models…], …]
 }
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
