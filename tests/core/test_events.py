@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import reducer_fixtures
-from zmqmon.core.events import EVENT_TYPES, event_to_dict, parse_event
+from zmqmon.core.events import (
+    EVENT_TYPES,
+    EVENT_VALIDATORS,
+    TERMINAL_TYPES,
+    event_to_dict,
+    parse_event,
+)
 from zmqmon.errors import ProtocolError
 
 ALL_EVENTS = [e for f in reducer_fixtures() for e in f["events"]]
@@ -23,6 +31,17 @@ def test_parse_then_dump_is_identity_on_wire_dicts(raw: dict) -> None:
     for key, value in raw["data"].items():
         if key != "agents":  # agents gain their default dependsOn: []
             assert dumped["data"][key] == value
+
+
+@pytest.mark.parametrize("raw", ALL_EVENTS, ids=lambda e: f"{e['executionId']}-{e['seq']}")
+def test_each_type_has_its_own_validator_and_only_takes_its_type(raw: dict) -> None:
+    payload = json.dumps(raw).encode()
+    assert set(EVENT_VALIDATORS) == set(EVENT_TYPES)
+    assert EVENT_VALIDATORS[raw["type"]](payload) == parse_event(payload)
+    assert parse_event(payload).is_terminal == (raw["type"] in TERMINAL_TYPES)
+    other = next(t for t in EVENT_TYPES if t != raw["type"])
+    with pytest.raises(ValueError):  # (a pydantic ValidationError)
+        EVENT_VALIDATORS[other](payload)
 
 
 def test_snake_case_attributes() -> None:

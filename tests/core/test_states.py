@@ -104,3 +104,23 @@ def test_progress_floods_are_noted_not_applied_one_by_one() -> None:
     after = lazy["e"]
     assert after.last_seq == 1002 and after.agent("a").progress == 1002 % 100  # type: ignore[union-attr]
     assert lazy.pop("e") == after and "e" not in lazy and lazy.pop("e") is None
+
+
+def test_more_progress_of_a_noted_agent_only_moves_the_note() -> None:
+    lazy = ExecutionStates()
+    events = [make("started", "a", 0, 1), make("agent_started", "a", 0, 2)]
+    events += [make("agent_progress", "a", 10, 3), make("agent_progress", "a", 20, 4)]
+    for event in events[:3]:
+        lazy.apply(event)
+    noted = lazy._noted["e"]
+    lazy.apply(events[3])  # the fast path: the agent is noted already
+    assert lazy._noted["e"] is noted and noted.agents == {"a": 20} and noted.last_seq == 4
+    lazy.apply(events[2])  # an older one: a duplicate, however it is applied
+    done = make("agent_completed", "a", 1, 5)
+    late = make("agent_progress", "a", 30, 6)  # progress of an agent no longer running
+    lazy.apply(done)
+    lazy.apply(late)
+    eager = None
+    for event in [*events, done, late]:
+        eager = apply_event(eager, event)
+    assert lazy["e"] == eager and eager.agent("a").status == "completed"  # type: ignore[union-attr]

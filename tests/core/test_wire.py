@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from tests.strategies import edgy_ints, encoded, json_values, no_logged_errors, objects
 from zmqmon.core.events import (
     EVENT_TYPES,
     MAX_SEQ,
+    AgentProgress,
     build_event_dict,
     event_to_dict,
     format_timestamp,
@@ -20,6 +23,7 @@ from zmqmon.core.wire import (
     HEARTBEAT_TOPIC,
     MAX_EVENT_BYTES,
     Heartbeat,
+    decode_event,
     decode_message,
     encode_event,
     encode_heartbeat,
@@ -238,3 +242,103 @@ def test_any_message_decodes_or_is_a_protocol_error_and_the_reducer_takes_it(
     after = apply_event(apply_event(None, started), message)
     assert after.last_seq == max(1, message.seq)
     assert ExecutionState.model_validate(after.to_json_dict()) == after
+
+
+# -- decode_event: decode_message's fast path for events ----------------------------------------
+
+
+def _duplicated(payload: bytes, key: str, value: object, first: bool) -> bytes:
+    """The payload's object with ``key`` given twice (JSON allows it; parsers pick one)."""
+    if not payload.startswith(b"{") or payload == b"{}":
+        return payload
+    extra = json.dumps({key: value})[1:-1].encode()
+    return b"{" + extra + b"," + payload[1:] if first else payload[:-1] + b"," + extra + b"}"
+
+
+#: events of every type whose seq is in range (their numbers in data are still at the edges),
+#: of executions whose ids look like topics' parts: with a slash, not ASCII, empty
+_MOSTLY_VALID = st.builds(
+    lambda e, eid: json.dumps({**e, "seq": abs(e["seq"]) % MAX_SEQ + 1, "executionId": eid}),
+    _GOOD_EVENTS,
+    st.sampled_from(["e1", "e1", "e1", "e1/x", "x/e1", "é", "", "exec"]),
+)
+_DUPLICATED = st.builds(
+    _duplicated,
+    _MOSTLY_VALID.map(str.encode),
+    st.sampled_from(["type", "executionId", "seq", "data", "timestamp"]),
+    st.one_of(st.sampled_from([*EVENT_TYPES, "e1", "x"]), json_values),
+    st.booleans(),
+)
+_PAYLOADS = st.one_of(
+    _MOSTLY_VALID.map(str.encode),
+    _MOSTLY_VALID.map(str.encode),
+    _DUPLICATED,
+    encoded(_EVENTS),
+    encoded(_HEARTBEATS),
+)
+
+
+def _near_topic(payload: bytes, how: str, other: str) -> bytes:
+    """A topic for a payload: its own, or one that differs from it a little (``how``)."""
+    try:
+        obj = json.loads(payload)
+        eid, kind = str(obj["executionId"]), str(obj["type"])
+    except Exception:
+        eid, kind = "e1", "agent:progress"
+    eid, kind = {
+        "own": (eid, kind),
+        "other id": (other, kind),
+        "id + suffix": (eid + other, kind),
+        "id + path": (f"{eid}/{other}", kind),
+        "path + id": (f"{other}/{eid}", kind),
+        "other type": (eid, other),
+        "type + slash": (eid, kind + "/"),
+    }[how]
+    return f"exec/{eid}/{kind}".encode(errors="surrogatepass")
+
+
+#: how a topic differs from the payload's own (see _near_topic), or "raw": one of _RAW_TOPICS
+_HOW = st.sampled_from(["own", "own", "own", "other id", "id + suffix", "id + path", "path + id",
+                        "other type", "type + slash", "raw", "raw"])  # fmt: skip
+_OTHER = st.sampled_from([*EVENT_TYPES, "e1", "x", "", "é"])
+#: topics that are not an event's: not UTF-8, a bare or truncated prefix, a heartbeat's, anything
+_RAW_TOPICS = st.one_of(
+    st.sampled_from([b"exec/e1/", b"exec/", b"exec//agent:progress", b"exec/agent:progress",
+                     b"exec/\xff/agent:progress", b"exec/e1/\xff", HEARTBEAT_TOPIC]),
+    st.binary(max_size=24),
+)  # fmt: skip
+
+
+def _outcome(decode: Callable[[], object]) -> tuple[object, ...]:
+    try:
+        msg = decode()
+    except ProtocolError as exc:
+        return ("refused", str(exc))
+    assert isinstance(msg, BaseModel)
+    data = getattr(msg, "data", None)
+    fields_set = (msg.model_fields_set, getattr(data, "model_fields_set", None))
+    return ("accepted", type(msg), msg.model_dump(), fields_set, data.model_extra if data else None)
+
+
+@settings(max_examples=500)
+@given(payload=_PAYLOADS, how=_HOW, other=_OTHER, raw=_RAW_TOPICS)
+def test_decode_event_is_decode_message(payload: bytes, how: str, other: str, raw: bytes) -> None:
+    """Whatever the frames, the fast path gives what the full decode gives: the same event, or
+    the same refusal (the same message: garbage is reported alike either way)."""
+    topic = raw if how == "raw" else _near_topic(payload, how, other)
+    slow = _outcome(lambda: decode_message([topic, payload]))
+    assert _outcome(lambda: decode_event(topic, payload)) == slow
+    assert _outcome(lambda: decode_event(topic, payload)) == slow  # its topic cached now
+
+
+def test_decode_event_takes_the_type_from_the_topic_and_checks_the_id() -> None:
+    topic, payload = encode_event(_event())
+    event = decode_event(topic, payload)
+    assert isinstance(event, AgentProgress) and event.execution_id == "e1"
+    assert decode_event(topic, payload) == event  # (the topic's route is cached)
+    with pytest.raises(ProtocolError, match="does not match"):
+        decode_event(b"exec/e2/agent:progress", payload)
+    with pytest.raises(ProtocolError, match="does not match"):
+        decode_event(b"exec/e1/agent:started", payload)  # the union's answer, word for word
+    heartbeat = encode_heartbeat("p", "2026-11-25T10:00:10.123Z", {"e1": 3})
+    assert isinstance(decode_event(*heartbeat), Heartbeat)

@@ -63,7 +63,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from itertools import islice
-from typing import Any, Final, Generic, TypeVar, cast
+from typing import Final, Generic, TypeVar, cast
 
 from zmqmon.core.delivery import (
     CloneStats,
@@ -350,7 +350,10 @@ class CloneCore(Generic[E]):
                 return False
             if seq == t.delivered + 1:
                 self._deliver(t, event, fetched=False)
-                self._drain(t)
+                if t.buffer or t.done:
+                    self._drain(t)
+                elif seq > t.known_last:  # what _drain would do, when nothing is held
+                    t.known_last = seq
                 return True
             self._pending.add(eid)
         return self._buffer(t, event)
@@ -632,10 +635,8 @@ class CloneCore(Generic[E]):
                 self._give_up(t)
             elif t.mode == "state":
                 self._stalled(t, now, None)  # stay current: a gap may be given up
-            else:
-                t.back_off(
-                    now, self.retry_min, self.retry_max
-                )  # log: wait for the service; never lose an event
+            else:  # log: wait for the service; never lose an event
+                t.back_off(now, self.retry_min, self.retry_max)
             return
         if isinstance(reply, EventsPage):
             events, store_last = reply.events, reply.last_seq
@@ -709,13 +710,13 @@ class CloneCore(Generic[E]):
         self.stats.duplicates += len(stale)
 
     def _deliver(self, t: Tracker[E], event: E, *, fetched: bool) -> None:
-        t.delivered = event.seq
+        seq = t.delivered = event.seq
         if self.keep_states:
-            self.states.apply(cast(Any, event))
+            self.states.apply(event)  # type: ignore[arg-type]  # (states are kept of Events)
         self.stats.delivered += 1
         if fetched:
             self.stats.fetched += 1
-        if event.seq > t.quiet_until:
+        if seq > t.quiet_until:
             if t.explicit or t.pinned:
                 self.ready.append(event)
             else:

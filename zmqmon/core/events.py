@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal, TypeAlias, Union
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
@@ -22,6 +22,7 @@ from zmqmon.errors import ProtocolError
 
 __all__ = [
     "EVENT_TYPES",
+    "EVENT_VALIDATORS",
     "MAX_SEQ",
     "TERMINAL_TYPES",
     "AgentCompleted",
@@ -199,10 +200,9 @@ class _EventBase(BaseModel):
         """The timestamp as an aware UTC datetime."""
         return datetime.strptime(self.timestamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
-    @property
-    def is_terminal(self) -> bool:
-        """True for ``execution:completed|failed|cancelled``."""
-        return self.type in TERMINAL_TYPES  # type: ignore[attr-defined]
+    #: True for ``execution:completed|failed|cancelled`` (a class attribute, not a property:
+    #: the repair core reads it for every event delivered)
+    is_terminal: ClassVar[bool] = False
 
 
 class ExecutionStarted(_EventBase):
@@ -224,6 +224,7 @@ class ExecutionCompleted(_EventBase):
 
     type: Literal["execution:completed"]
     data: ExecutionCompletedData
+    is_terminal: ClassVar[bool] = True
 
 
 class ExecutionFailed(_EventBase):
@@ -231,6 +232,7 @@ class ExecutionFailed(_EventBase):
 
     type: Literal["execution:failed"]
     data: ExecutionFailedData
+    is_terminal: ClassVar[bool] = True
 
 
 class ExecutionCancelled(_EventBase):
@@ -238,6 +240,7 @@ class ExecutionCancelled(_EventBase):
 
     type: Literal["execution:cancelled"]
     data: ExecutionCancelledData
+    is_terminal: ClassVar[bool] = True
 
 
 class AgentStarted(_EventBase):
@@ -282,6 +285,13 @@ Event: TypeAlias = Annotated[
     ],
     Field(discriminator="type"),
 ]
+
+#: each event type's own validator (JSON bytes → that event): a receiver that knows the type
+#: already (from the topic) skips the union's dispatch (see :func:`zmqmon.core.wire.decode_event`)
+EVENT_VALIDATORS: Final[Mapping[str, Callable[[bytes], Event]]] = {
+    get_args(model.model_fields["type"].annotation)[0]: model.__pydantic_validator__.validate_json
+    for model in get_args(get_args(Event)[0])  # Annotated[Union[models…], …]
+}
 
 _EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 # The adapter's own validator, called directly: every received event passes here, and the

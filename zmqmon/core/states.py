@@ -47,8 +47,20 @@ class ExecutionStates(Mapping[str, ExecutionState]):
     def apply(self, event: Event) -> None:
         """Fold one event in, as :func:`~zmqmon.core.state.apply_event` would."""
         eid = event.execution_id
-        if event.type in _PROGRESS and self._note(eid, event):
-            return
+        if event.type in _PROGRESS:
+            noted = self._noted.get(eid)
+            if noted is not None and type(event) is AgentProgress and event.seq > noted.last_seq:
+                # Nearly every event of a busy stream: more progress of an agent noted already.
+                # Nothing changed the state since it was noted (any other write folds first), so
+                # it is still running, and so is that agent: _note's checks all hold.
+                data = event.data
+                agents = noted.agents
+                if data.agent_id in agents:
+                    agents[data.agent_id] = data.progress
+                    noted.last_seq = event.seq
+                    return
+            if self._note(eid, event):
+                return
         self._states[eid] = apply_event(self._fold(eid), event)
 
     def set(self, execution_id: str, state: ExecutionState) -> None:

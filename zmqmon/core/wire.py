@@ -12,14 +12,21 @@ fields of ``data`` are replaced by a short note and ``data.truncated`` is set.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Final
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from zmqmon.core.events import EVENT_TYPES, MAX_SEQ, Event, parse_event, validation_message
+from zmqmon.core.events import (
+    EVENT_TYPES,
+    EVENT_VALIDATORS,
+    MAX_SEQ,
+    Event,
+    parse_event,
+    validation_message,
+)
 from zmqmon.errors import ProtocolError
 
 __all__ = [
@@ -27,6 +34,7 @@ __all__ = [
     "HEARTBEAT_TOPIC",
     "MAX_EVENT_BYTES",
     "Heartbeat",
+    "decode_event",
     "decode_message",
     "dumps",
     "encode_event",
@@ -172,6 +180,48 @@ def decode_message(frames: Sequence[bytes]) -> Event | Heartbeat:
             f"topic {topic[:120]!r} does not match event {event.execution_id}/{event.type}"
         )
     return event
+
+
+#: topic → (the execution id it names, its type's validator); bounded like ``_TOPIC_CACHE``
+_ROUTES: dict[bytes, tuple[str, Callable[[bytes], Event]]] = {}
+
+
+def _route(topic: bytes) -> tuple[str, Callable[[bytes], Event]] | None:
+    """What an ``exec/<id>/<type>`` topic names, when it is well-formed (else None)."""
+    if not topic.startswith(b"exec/"):
+        return None
+    cut = topic.rfind(b"/")  # a type has no "/", an id may: the last one splits them
+    validate = EVENT_VALIDATORS.get(topic[cut + 1 :].decode("latin-1"))
+    if cut < 5 or validate is None:
+        return None
+    try:
+        execution_id = topic[5:cut].decode()
+    except UnicodeDecodeError:
+        return None
+    if len(_ROUTES) > 50_000:
+        _ROUTES.clear()
+    route = _ROUTES[topic] = (execution_id, validate)
+    return route
+
+
+def decode_event(topic: bytes, payload: bytes) -> Event | Heartbeat:
+    """:func:`decode_message` of ``[topic, payload]``, at its cheapest for an event: the topic
+    names the type, so that type's model validates the payload directly (no union to dispatch
+    on), and the event's id is compared with the one the topic names instead of rebuilding the
+    topic. It accepts exactly what :func:`decode_message` accepts, as the same value; anything
+    else (a heartbeat, garbage) goes through :func:`decode_message`, which raises the same
+    :class:`ProtocolError` (the fast path's own error is dropped: garbage is rare).
+    """
+    route = _ROUTES.get(topic) or _route(topic)
+    if route is not None:
+        try:
+            event = route[1](payload)
+        except ValidationError:
+            pass
+        else:
+            if event.execution_id == route[0]:
+                return event
+    return decode_message((topic, payload))
 
 
 assert len(EVENT_TYPES) == 9
