@@ -277,7 +277,7 @@ class Hub:
                 self.counters.skipped_live += 1  # caught up from the store, or re-snapshotted
                 return
         try:
-            msg = decode((topic, payload))
+            msg = decode(topic, payload)
         except ProtocolError:
             self.counters.drops += 1  # not an event of the contract: never relayed
             lanes["log"].stats.garbage += 1

@@ -1,6 +1,6 @@
 """What the bridge relays: validated events kept as the WebSocket frame of their published bytes.
 
-An event is validated once (the contract's model, :func:`zmqmon.core.wire.decode_message`) and
+An event is validated once (the contract's model, :func:`zmqmon.core.wire.decode_event`) and
 then travels through the lanes, the connections' cores and the send queues as a :class:`Relayed`
 record: the fields routing and repair read, and one unmasked WebSocket text frame carrying the
 bytes exactly as published (server frames are never masked, so the same bytes go to every
@@ -9,7 +9,7 @@ client). Events fetched from the store are encoded once, likewise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from zmqmon.core.events import (
     parse_timestamp,
 )
 from zmqmon.core.state import ExecutionState
-from zmqmon.core.wire import Heartbeat, decode_message, dumps
+from zmqmon.core.wire import Heartbeat, decode_event, dumps
 from zmqmon_bridge.protocol import text_frame
 
 __all__ = ["Relayed", "decode", "from_stored", "snapshot_frame"]
@@ -59,14 +59,14 @@ class Relayed:
         )
 
 
-def decode(frames: Sequence[bytes]) -> Relayed | Heartbeat:
+def decode(topic: bytes, payload: bytes) -> Relayed | Heartbeat:
     """A message off the stream; raises :class:`~zmqmon.errors.ProtocolError` like
-    :func:`~zmqmon.core.wire.decode_message`."""
-    msg = decode_message(frames)
+    :func:`~zmqmon.core.wire.decode_message` (through its typed fast path,
+    :func:`~zmqmon.core.wire.decode_event`: the topic names the type to validate)."""
+    msg = decode_event(topic, payload)
     if isinstance(msg, Heartbeat):
         return msg
-    payload = frames[1]
-    return Relayed.of(msg, payload if isinstance(payload, bytes) else bytes(payload))
+    return Relayed.of(msg, payload)
 
 
 def from_stored(item: Mapping[str, Any]) -> Relayed:
