@@ -162,7 +162,9 @@ class ExecutionMonitor(widgets.VBox):  # type: ignore[misc]
         # The graph and timeline: one HTML widget of inline SVG, re-rendered less often than
         # the rows when the run is large (its HTML grows with the agents).
         self._graphs = GraphViews()
-        self._views = widgets.HTML(layout=widgets.Layout(width="100%"))
+        # (no margin: a widget's default 2 px, beside width 100 %, pushes the boxes' right edge
+        # past the monitor's, which clips it)
+        self._views = widgets.HTML(layout=widgets.Layout(width="100%", margin="0"))
         self._views.add_class("zmqmon-views-box")
         self._views_at = -1e9
         self._interval = interval
