@@ -350,10 +350,7 @@ class CloneCore(Generic[E]):
                 return False
             if seq == t.delivered + 1:
                 self._deliver(t, event, fetched=False)
-                if t.buffer or t.done:
-                    self._drain(t)
-                elif seq > t.known_last:  # what _drain would do, when nothing is held
-                    t.known_last = seq
+                self._drain(t)
                 return True
             self._pending.add(eid)
         return self._buffer(t, event)
@@ -730,6 +727,10 @@ class CloneCore(Generic[E]):
 
     def _drain(self, t: Tracker[E]) -> None:
         buf = t.buffer
+        if not buf and not t.done:  # nearly every live event: nothing held, nothing to finish
+            if t.delivered > t.known_last:
+                t.known_last = t.delivered
+            return
         while buf:
             event = buf.pop(t.delivered + 1, None)
             if event is None:
