@@ -81,16 +81,13 @@ class Sink(Protocol):
 
     state: ConnectionState
 
-    def tracks(self, execution_id: str) -> bool:
-        """Does its own core track this execution (an execution subscription, a catch-up)?"""
-        ...
-
     def feed(self, item: Item) -> None:
         """An item for its own core (which orders, dedups and catches up)."""
         ...
 
-    def relay(self, item: Item, frame: bytes) -> None:
-        """An item selected by a workflow or topic subscription, and its frame."""
+    def relay(self, item: Item, frame: bytes) -> int:
+        """An item selected by a workflow or topic subscription, and its frame: to its own core
+        if that tracks the execution, else queued as it is (→ 1; 0 if not queued as it is)."""
         ...
 
     def congested(self) -> bool:
@@ -521,10 +518,8 @@ class Hub:
             who = sink.state.principal  # Principal.can_see, inlined: per client per event
             if not who.admin and (who.user is None or owner != who.user):
                 continue
-            if sink.tracks(eid):
-                sink.feed(item)  # its own core orders it with what it fetched
-            else:
-                sink.relay(item, frame)
-                sent += 1
+            sent += sink.relay(item, frame)
         if isinstance(item, Snapshot):
             self.counters.snapshots_out += sent
+        else:
+            self.counters.events_out += sent

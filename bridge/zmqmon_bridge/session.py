@@ -97,6 +97,10 @@ class Session:
         self._close_task: asyncio.Task[None] | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        # The transport's buffer as of the last flush: it only drains between flushes, so this
+        # bounds it from above, and the transport is asked again only when the bound says full.
+        self._backlog = 0
+        self._knows = self.core.knows
         self._congested_since: float | None = None
         # executions it missed while congested → the last seq it was sent (-1: tracked by its
         # own core, which knows); bounded
@@ -130,26 +134,39 @@ class Session:
         frame always fits an empty queue: an event may be larger than ``high_water``)."""
         if self._congested_since is not None:
             return False
+        if self._backlog + self._pending_bytes + size <= self.high_water:
+            return True  # (the cheap bound: no need to ask the transport)
         buffered = self._buffered()
         if buffered and buffered + size > self.high_water:
             self._congested_since = time.monotonic()
             return False
         return True
 
-    def relay(self, item: Item, frame: bytes) -> None:
-        """An item one of its workflow or topic subscriptions selects."""
-        if self.closing:
-            return
-        if self._room_for(len(frame)):
-            self._queue(frame)
-            self.hub.counters.events_out += isinstance(item, Relayed)
-        elif item.execution_id not in self._stale:
-            self._note_stale(item.execution_id, item.seq - 1 if isinstance(item, Relayed) else -1)
+    def relay(self, item: Item, frame: bytes) -> int:
+        """An item one of its workflow or topic subscriptions selects: to its own core if that
+        tracks the execution (or did, to its end: what the lanes bring of it now are late
+        duplicates, which the core drops), else queued as it is. 1 if queued as it is, else 0.
 
-    def tracks(self, execution_id: str) -> bool:
-        """Does its own core track this execution (or did, to its end: what the lanes bring of
-        it now are late duplicates, which the core drops)?"""
-        return self.core.knows(execution_id)
+        Called per event per client, so the common case (room in the queue) is inlined here.
+        """
+        if self._knows(item.execution_id):
+            self.feed(item)
+            return 0
+        if self.closing:
+            return 0
+        size = len(frame)
+        if self._congested_since is None and (
+            self._backlog + self._pending_bytes + size <= self.high_water or self._room_for(size)
+        ):
+            pending = self._pending
+            if not pending:
+                self.hub.mark_dirty(self)
+            pending.append(frame)
+            self._pending_bytes += size
+            return 1
+        if item.execution_id not in self._stale:
+            self._note_stale(item.execution_id, item.seq - 1 if isinstance(item, Relayed) else -1)
+        return 0
 
     def feed(self, item: Item) -> None:
         """An item of an execution its own core tracks."""
@@ -207,6 +224,7 @@ class Session:
             self.close(CLOSE_TRY_AGAIN, "too slow: send queue full")
             return
         transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
+        self._backlog = transport.get_write_buffer_size()
 
     def close_slow(self) -> None:
         """Close for being too slow (1013): it may resume with ``afterSeq``."""

@@ -88,14 +88,12 @@ class FakeSink:
         self.busy = False  # congested
         self.closed_slow = False
 
-    def tracks(self, execution_id: str) -> bool:
-        return False
-
     def feed(self, item: Item) -> None:
         raise AssertionError("no execution subscriptions here")
 
-    def relay(self, execution_id: str, frame: bytes) -> None:
+    def relay(self, item: Item, frame: bytes) -> int:
         self.frames.append(frame)
+        return 1
 
     def congested(self) -> bool:
         return self.busy
