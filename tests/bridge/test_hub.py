@@ -24,10 +24,9 @@ from zmqmon.shells.repair import StateClients
 
 
 class FakeUpstream:
-    def __init__(self, on_message: Any) -> None:
-        self.on_message = on_message
+    def __init__(self, on_batch: Any) -> None:
+        self.on_batch = on_batch
         self.refcounts: dict[str, int] = {}
-        self.on_batch: Any = None
 
     def acquire(self, prefix: str) -> None:
         assert prefix not in self.refcounts, "the hub acquires each prefix once"

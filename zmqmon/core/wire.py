@@ -12,7 +12,7 @@ fields of ``data`` are replaced by a short note and ``data.truncated`` is set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final
 
 import pydantic_core
@@ -42,6 +42,7 @@ __all__ = [
     "event_topic",
     "execution_prefix",
     "loads",
+    "topic_route",
     "truncate_data",
 ]
 
@@ -182,17 +183,19 @@ def decode_message(frames: Sequence[bytes]) -> Event | Heartbeat:
     return event
 
 
-#: topic → (the execution id it names, its type's validator); bounded like ``_TOPIC_CACHE``
-_ROUTES: dict[bytes, tuple[str, Callable[[bytes], Event]]] = {}
+#: topic → (the execution id it names, its type); bounded like ``_TOPIC_CACHE``
+_ROUTES: dict[bytes, tuple[str, str]] = {}
 
 
-def _route(topic: bytes) -> tuple[str, Callable[[bytes], Event]] | None:
-    """What an ``exec/<id>/<type>`` topic names, when it is well-formed (else None)."""
-    if not topic.startswith(b"exec/"):
-        return None
+def topic_route(topic: bytes) -> tuple[str, str] | None:
+    """What an ``exec/<id>/<type>`` topic names: (execution id, event type), when it is
+    well-formed and the type is one of the contract's (else None). Cached per topic."""
+    route = _ROUTES.get(topic)
+    if route is not None or not topic.startswith(b"exec/"):
+        return route
     cut = topic.rfind(b"/")  # a type has no "/", an id may: the last one splits them
-    validate = EVENT_VALIDATORS.get(topic[cut + 1 :].decode("latin-1"))
-    if cut < 5 or validate is None:
+    event_type = topic[cut + 1 :].decode("latin-1")
+    if cut < 5 or event_type not in EVENT_VALIDATORS:
         return None
     try:
         execution_id = topic[5:cut].decode()
@@ -200,7 +203,7 @@ def _route(topic: bytes) -> tuple[str, Callable[[bytes], Event]] | None:
         return None
     if len(_ROUTES) > 50_000:
         _ROUTES.clear()
-    route = _ROUTES[topic] = (execution_id, validate)
+    route = _ROUTES[topic] = (execution_id, event_type)
     return route
 
 
@@ -212,10 +215,10 @@ def decode_event(topic: bytes, payload: bytes) -> Event | Heartbeat:
     else (a heartbeat, garbage) goes through :func:`decode_message`, which raises the same
     :class:`ProtocolError` (the fast path's own error is dropped: garbage is rare).
     """
-    route = _ROUTES.get(topic) or _route(topic)
+    route = _ROUTES.get(topic) or topic_route(topic)
     if route is not None:
         try:
-            event = route[1](payload)
+            event = EVENT_VALIDATORS[route[1]](payload)
         except ValidationError:
             pass
         else:
