@@ -582,38 +582,35 @@ async def _measure(kind: str, quick: bool) -> dict[str, float]:
     publisher = Publisher()
     proc, port = _start_server(kind, publisher.endpoint)
     out: dict[str, float] = {}
-    if kind == "floor":  # only where it is a yardstick: CPU and latency at fan-out 10
-        try:
-            out["cpu_us"], _ = await _spread(publisher, proc, port, quick, kind)
-            out.update(await _fan_latency(publisher, proc, port, quick, kind))
-        finally:
-            proc.terminate()
-            proc.wait(10)
-            publisher.close()
-        return out
+    floor = kind == "floor"  # only where it is a yardstick: CPU and latency at fan-out 10
     try:
-        out["tput_1"] = (await _round(publisher, port, 1, 0, 20_000 if quick else 60_000, 0))[
-            "deliveries_per_s"
-        ]
-        out["tput_100"] = (await _round(publisher, port, 100, 0, 2_000 if quick else 6_000, 0))[
-            "deliveries_per_s"
-        ]
-        if not quick:
-            out["tput_1000"] = (await _round(publisher, port, 1000, 0, 600, 0))["deliveries_per_s"]
-        lat = await _round(publisher, port, 100, 4, 10_000 if quick else 20_000, 10_000)
-        out["p50_ms"], out["p99_ms"] = lat["p50_ms"], lat["p99_ms"]
+        if not floor:
+            out["tput_1"] = (await _round(publisher, port, 1, 0, 20_000 if quick else 60_000, 0))[
+                "deliveries_per_s"
+            ]
+            out["tput_100"] = (await _round(publisher, port, 100, 0, 2_000 if quick else 6_000, 0))[
+                "deliveries_per_s"
+            ]
+            if not quick:
+                out["tput_1000"] = (await _round(publisher, port, 1000, 0, 600, 0))[
+                    "deliveries_per_s"
+                ]
+            lat = await _round(publisher, port, 100, 4, 10_000 if quick else 20_000, 10_000)
+            out["p50_ms"], out["p99_ms"] = lat["p50_ms"], lat["p99_ms"]
         out["cpu_us"], _ = await _spread(publisher, proc, port, quick, kind)
         out.update(await _fan_latency(publisher, proc, port, quick, kind))
     finally:
         proc.terminate()
         proc.wait(10)
         publisher.close()
-    out["rss_empty"], out["rss_idle_1000"] = await _idle_memory(kind, 1000)
+    if not floor:
+        out["rss_empty"], out["rss_idle_1000"] = await _idle_memory(kind, 1000)
     return out
 
 
 def run(quick: bool) -> list[Row]:
-    """Measure the three servers; zmqmon against the minimal bridge (and raw broadcast)."""
+    """Measure the four servers; zmqmon against the minimal bridge (raw broadcast and the floor
+    beside)."""
     results = {kind: asyncio.run(_measure(kind, quick)) for kind in KINDS}
     z, m, b, f = results["zmqmon"], results["minimal"], results["broadcast"], results["floor"]
     rows: list[Row] = []
