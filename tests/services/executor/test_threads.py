@@ -56,6 +56,31 @@ async def test_at_most_max_workers_run_at_once_on_daemon_threads() -> None:
     threads.close()
 
 
+async def test_outcomes_that_finish_together_wake_the_loop_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each wake-up of the loop from a thread is a system call: calls that finish while the
+    loop is busy are settled together, each with its own outcome."""
+    threads = AgentThreads(4)
+    loop = asyncio.get_running_loop()
+    wakeups = 0
+    real = loop.call_soon_threadsafe
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal wakeups
+        wakeups += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
+    calls = [asyncio.ensure_future(threads.call(lambda x: x * 2, i)) for i in range(50)]
+    await asyncio.sleep(0)  # every call queued (the futures' first step)
+    # The loop is kept busy (blocked here) until every call has finished on its thread.
+    wait_for(lambda: threads.running == 0 and all(not c.done() for c in calls))
+    assert [o.value for o in await asyncio.gather(*calls)] == [2 * i for i in range(50)]
+    assert wakeups == 1
+    threads.close()
+
+
 async def test_a_call_given_up_on_frees_its_slot_and_its_outcome_is_dropped() -> None:
     threads = AgentThreads(1)
     release = threading.Event()

@@ -16,6 +16,10 @@ thread holds its worker slot, so ``max_workers`` stuck agents starved every late
   when it finally ends is dropped. The engine drops the events it still reports (nothing follows
   an agent's end or a terminal event).
 
+Outcomes go back to the loop together: a thread that finishes a call while the loop has not yet
+taken the previous outcomes adds its own to them, so one wake-up of the loop (a system call, and
+a costly one in a VM) settles every call that finished meanwhile.
+
 So the number of threads is ``max_workers`` plus the abandoned calls still running; each abandoned
 call is logged (a warning naming it), and :attr:`AgentThreads.abandoned` counts those still
 running. Idle threads are kept (at most ``max_workers``) for the next calls, as a pool's are.
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import itertools
 import logging
 import threading
@@ -98,6 +101,10 @@ class AgentThreads:
         self._idle = 0  # threads waiting for a handoff
         self._abandoned = 0  # abandoned calls still running
         self._closed = False
+        # Outcomes waiting to be settled on their loop, per loop: one wake-up of a loop settles
+        # every outcome that came meanwhile (a wake-up is a system call, and costly in a VM).
+        self._settling: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Outcome]]] = {}
+        self._settle_lock = threading.Lock()
 
     @property
     def abandoned(self) -> int:
@@ -208,9 +215,28 @@ class AgentThreads:
             job.phase = _Phase.DONE
         if abandoned:
             return  # nobody waits for it any more: dropped
-        # RuntimeError: the loop is closed — the engine has stopped, nobody waits.
-        with contextlib.suppress(RuntimeError):
-            job.loop.call_soon_threadsafe(_settle, job.future, outcome)
+        self._hand_back(job, outcome)
+
+    def _hand_back(self, job: _Job, outcome: Outcome) -> None:
+        """Settle the call's future on its loop, with any others that finished meanwhile."""
+        loop = job.loop
+        with self._settle_lock:
+            pending = self._settling.get(loop)
+            if pending is not None:
+                pending.append((job, outcome))  # a wake-up is on its way already
+                return
+            self._settling[loop] = [(job, outcome)]
+        try:
+            loop.call_soon_threadsafe(self._settle_all, loop)
+        except RuntimeError:  # the loop is closed: the engine has stopped, nobody waits
+            with self._settle_lock:
+                self._settling.pop(loop, None)
+
+    def _settle_all(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._settle_lock:
+            pending = self._settling.pop(loop, [])
+        for job, outcome in pending:
+            _settle(job.future, outcome)
 
     def _next(self) -> _Job | None:
         with self._cond:
