@@ -68,6 +68,8 @@ TICK: Final = 0.02  # seconds between services of retries, paging and slow-clien
 #: requests to the state service in flight at once (lanes' and connections' pages, snapshots):
 #: replies are processed a few at a time, so the loop stays free for pings and live events
 MAX_REQUESTS: Final = 8
+#: pages the log lane may have asked for and not yet handed out (memory: this many pages at most)
+LANE_PAGES: Final = MAX_REQUESTS
 _CHUNK: Final = 256  # items fanned out per loop turn when a page is released
 SERVICE_TTL: Final = 15.0  # seconds a state service heartbeats named stays offered to the API
 _PAGES: Final = 32  # full pages kept for clients catching up on the same execution
@@ -162,6 +164,7 @@ class Hub:
         self.connections: set[Sink] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dirty: list[Sink] = []
+        self._lane_pages = 0  # the log lane's page fetches not yet handed out
         self._ticker: asyncio.Task[None] | None = None
         self._requests = asyncio.Semaphore(MAX_REQUESTS)
         self._pages: OrderedDict[tuple[str, int, int, str | None], EventsPage] = OrderedDict()
@@ -342,15 +345,19 @@ class Hub:
             for request in lane.poll(now, room):
                 if isinstance(request, FetchEvents):
                     self.counters.gap_fetches += 1
+                    if mode == "log":
+                        self._lane_pages += 1
                 self.spawn(self._answer_lane(mode, request))
 
     def _log_room(self) -> int:
-        """Pages for the log lane while any of its connections can take them (a congested one
-        catches up on its own, from where it was, at its own pace)."""
+        """Events the log lane may ask the store for now: up to ``LANE_PAGES`` pages in flight
+        while any of its connections can take them (a congested one catches up on its own, from
+        where it was, at its own pace). Several at once: after a flood, every execution has a
+        gap, and one page per tick would keep the last of a hundred silent for two seconds."""
         members = self.routes.members("log")
         if members and all(sink.congested() for sink in members):
             return 0
-        return self.lanes["log"].page_size
+        return max(0, LANE_PAGES - self._lane_pages) * self.lanes["log"].page_size
 
     async def answer(self, request: Request) -> Reply:
         """Make one repair request (for a lane or a connection's core); a few at a time.
@@ -467,12 +474,16 @@ class Hub:
         return out
 
     async def _answer_lane(self, mode: Mode, request: Request) -> None:
-        reply = await self.answer(request)
-        lane = self.lanes[mode]
-        lane.on_reply(request, reply, time.monotonic())
-        while lane.ready:  # a page goes out a chunk per loop turn: pings are not held up
-            self._release(mode, _CHUNK)
-            await asyncio.sleep(0)
+        try:
+            reply = await self.answer(request)
+            lane = self.lanes[mode]
+            lane.on_reply(request, reply, time.monotonic())
+            while lane.ready:  # a page goes out a chunk per loop turn: pings are not held up
+                self._release(mode, _CHUNK)
+                await asyncio.sleep(0)
+        finally:
+            if mode == "log" and isinstance(request, FetchEvents):
+                self._lane_pages -= 1  # handed out (or given up): room for the next page
 
     async def lookup_owner(self, execution_id: str) -> None:
         """Learn an execution's owner from the state service (auth on; waiting items relayed

@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-from zmqmon_bridge.hub import Hub, Item
+from zmqmon_bridge.hub import LANE_PAGES, Hub, Item
 from zmqmon_bridge.protocol import ConnectionState, Principal, RateLimiter, Subscription
 
 from zmqmon.core.calls import Call
@@ -484,6 +484,26 @@ async def test_log_lane_pages_while_any_client_can_take_them() -> None:
     fast.busy = False  # (a congested one catches up by itself later, from the store)
     await settle(hub)
     assert fast.seqs() == list(range(1, 3000))
+
+
+async def test_after_a_flood_gaps_of_many_executions_are_fetched_together() -> None:
+    """A flood that overflowed the SUB queue leaves every execution with a gap: the lane asks
+    for several pages at once (LANE_PAGES), not one per tick, and no more than that."""
+    hub, client = make()
+    sink = FakeSink(Principal(None, True))
+    subscribe(hub, sink)
+    eids = [f"e{i}" for i in range(3 * LANE_PAGES)]
+    for eid in eids:
+        publish(hub, client, event(eid, 1))
+        publish(hub, client, event(eid, 2), lost=True)
+        publish(hub, client, event(eid, 3))
+    hub.service(asyncio.get_running_loop().time() + 100.0)
+    assert hub.counters.gap_fetches == LANE_PAGES  # one service: a page for each of LANE_PAGES
+    await settle(hub)
+    got = [(d["executionId"], d["seq"]) for d in sink.docs()]
+    for eid in eids:
+        assert [s for e, s in got if e == eid] == [1, 2, 3]
+    assert hub.counters.gap_fetches == len(eids)
 
 
 def test_snapshot_items_reach_topic_holders_of_any_type() -> None:
