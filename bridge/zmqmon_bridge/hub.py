@@ -56,7 +56,7 @@ from zmqmon.shells.client import AsyncStateClient
 from zmqmon.shells.repair import NO_SERVICE, StateClients, failure
 from zmqmon_bridge.owners import OwnerBook
 from zmqmon_bridge.protocol import ConnectionState, Subscription
-from zmqmon_bridge.relayed import Relayed, decode, from_stored, snapshot_frame
+from zmqmon_bridge.relayed import Relayed, decode, decode_stored, page_payloads, snapshot_frame
 from zmqmon_bridge.routing import Change, Routes
 from zmqmon_bridge.upstream import Upstream
 
@@ -449,23 +449,27 @@ class Hub:
             return Unavailable("no state service known for it yet")
         try:
             if isinstance(request, FetchEvents):
-                items, last = await client.call(
-                    calls.events_raw(
-                        request.execution_id, request.after_seq, request.limit, fresh=False
+                payloads, last = await client.call(
+                    calls.events_payloads(
+                        request.execution_id,
+                        request.after_seq,
+                        request.limit,
+                        fresh=False,
+                        read_raw=page_payloads,  # the stored bytes, cut out, not parsed
                     )
                 )
-                return EventsPage(self._stored(request.execution_id, items), last)
+                return EventsPage(self._stored(request.execution_id, payloads), last)
             state = await client.call(calls.snapshot(request.execution_id, fresh=False))
             self.learn_owner(state.execution_id, state.user_id)
             return state
         except ZmqmonError as exc:
             return failure(request, exc)
 
-    def _stored(self, execution_id: str, items: list[dict[str, Any]]) -> list[Relayed]:
+    def _stored(self, execution_id: str, payloads: list[bytes]) -> list[Relayed]:
         out = []
-        for item in items:
+        for payload in payloads:
             try:
-                rel = from_stored(item)
+                rel = decode_stored(payload)
             except ProtocolError:
                 self.counters.drops += 1
                 continue

@@ -12,9 +12,9 @@ model built), and whatever that refuses goes to the contract's models
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+
+import msgspec
 
 from zmqmon.core.events import (
     TERMINAL_TYPES,
@@ -24,11 +24,11 @@ from zmqmon.core.events import (
     parse_timestamp,
 )
 from zmqmon.core.state import ExecutionState
-from zmqmon.core.strict import STRICT_DECODERS, STRICT_REFUSED
+from zmqmon.core.strict import STRICT_DECODERS, STRICT_REFUSED, StrictEvent
 from zmqmon.core.wire import Heartbeat, decode_event, dumps, topic_route
 from zmqmon_bridge.protocol import text_frame
 
-__all__ = ["Relayed", "decode", "from_stored", "snapshot_frame"]
+__all__ = ["Relayed", "decode", "decode_stored", "page_payloads", "snapshot_frame"]
 
 
 @dataclass(slots=True)  # (not frozen: a frozen dataclass's __init__ costs ~1 µs more per event)
@@ -68,6 +68,20 @@ class Relayed:
         )
 
 
+def _strict(ev: StrictEvent, payload: bytes) -> Relayed:
+    return Relayed(
+        ev.execution_id,
+        ev.workflow_id,
+        ev.seq,
+        ev.type,
+        ev.type in TERMINAL_TYPES,
+        text_frame(payload),
+        ev.timestamp,
+        ev.type == "execution:started",
+        ev.user_id,
+    )
+
+
 def decode(topic: bytes, payload: bytes) -> Relayed | Heartbeat:
     """A message off the stream; raises :class:`~zmqmon.errors.ProtocolError` like
     :func:`~zmqmon.core.wire.decode_message`. The topic names the type; that type's strict
@@ -82,26 +96,49 @@ def decode(topic: bytes, payload: bytes) -> Relayed | Heartbeat:
             pass
         else:
             if ev.execution_id == execution_id:
-                return Relayed(
-                    execution_id,
-                    ev.workflow_id,
-                    ev.seq,
-                    event_type,
-                    event_type in TERMINAL_TYPES,
-                    text_frame(payload),
-                    ev.timestamp,
-                    event_type == "execution:started",
-                    ev.user_id,
-                )
+                return _strict(ev, payload)
     msg = decode_event(topic, payload)
     if isinstance(msg, Heartbeat):
         return msg
     return Relayed.of(msg, payload)
 
 
-def from_stored(item: Mapping[str, Any]) -> Relayed:
-    """An event from the store's ``events`` reply (validated; encoded once)."""
-    return Relayed.of(parse_event(item), dumps(item))
+def decode_stored(payload: bytes) -> Relayed:
+    """An event of a store's ``events`` reply, kept as the bytes stored; raises
+    :class:`~zmqmon.errors.ProtocolError` like :func:`~zmqmon.core.events.parse_event`.
+    Publishers write ``"type"`` first: its strict decoder checks the rest, and anything it
+    refuses (or any other shape) is decided by the models."""
+    if payload.startswith(b'{"type":"'):
+        end = payload.find(b'"', 9)
+        strict = STRICT_DECODERS.get(payload[9:end].decode("latin-1"))
+        if strict is not None:
+            try:
+                return _strict(strict(payload), payload)
+            except STRICT_REFUSED:
+                pass
+    return Relayed.of(parse_event(payload), payload)
+
+
+class _Page(msgspec.Struct):
+    ok: bool
+    events: list[msgspec.Raw]
+    lastSeq: int
+
+
+_read_page = msgspec.json.Decoder(_Page).decode
+
+
+def page_payloads(reply: bytes) -> tuple[list[bytes], int] | None:
+    """An ``events`` reply cut into each event's bytes, none of them parsed (None: not a plain
+    successful page — the client's usual reading decides). See
+    :func:`zmqmon.core.calls.events_payloads`."""
+    try:
+        page = _read_page(reply)
+    except STRICT_REFUSED:
+        return None
+    if not page.ok:
+        return None
+    return [bytes(raw) for raw in page.events], page.lastSeq
 
 
 def snapshot_frame(state: ExecutionState) -> bytes:

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from zmqmon_bridge import relayed
-from zmqmon_bridge.relayed import Relayed, decode
+from zmqmon_bridge.relayed import Relayed, decode, decode_stored, page_payloads
 
 from tests.core.test_wire import _GOOD_EVENTS, _HOW, _OTHER, _PAYLOADS, _RAW_TOPICS, _near_topic
-from zmqmon.core.events import EVENT_TYPES, MAX_SEQ, build_event_dict
+from zmqmon.core.events import EVENT_TYPES, MAX_SEQ, build_event_dict, parse_event
+from zmqmon.core.requests import encode_error, encode_ok
 from zmqmon.core.wire import Heartbeat, decode_event, encode_event
 from zmqmon.errors import ProtocolError
 
@@ -153,3 +154,44 @@ def test_lax_forms_are_left_to_the_models() -> None:
     too_big = json.dumps({**event, "data": {**event["data"], "progress": 101}}).encode()
     with pytest.raises(ProtocolError, match="progress"):
         decode(topic, too_big)
+
+
+# -- events fetched from the store: cut out of the reply as stored, checked like live ones -------
+
+
+@settings(max_examples=400)
+@given(payload=st.one_of(_PAYLOADS, _LAX))
+def test_decode_stored_is_the_models_decode(payload: bytes) -> None:
+    """A stored event (any bytes a reply may hold) gives what the models give: the same record
+    with the stored bytes as its frame, or the same refusal."""
+    assert _outcome(lambda: decode_stored(payload)) == _outcome(
+        lambda: Relayed.of(parse_event(payload), payload)
+    )
+
+
+def _spliced(payloads: list[bytes], last: int) -> bytes:
+    """An ``events`` reply as the state service writes it: the stored bytes spliced in."""
+    return b'{"ok":true,"id":7,"events":[' + b",".join(payloads) + b'],"lastSeq":%d}' % last
+
+
+def test_a_page_is_cut_into_the_stored_bytes_unparsed() -> None:
+    stored = [
+        json.dumps(build_event_dict("agent:progress", "e1", "w1", seq, "2026-11-25T10:00:10.123Z",
+                                    {"agentId": "a", "agentName": "A", "progress": seq}),
+                   separators=(",", ":")).encode()
+        for seq in (4, 5)
+    ] + [b'{"type": "agent:progress",  "spaced": [1, 2]}', b"17"]  # fmt: skip
+    assert page_payloads(_spliced(stored, 9)) == (stored, 9)
+    assert page_payloads(_spliced([], 0)) == ([], 0)
+    got = decode_stored(stored[0])
+    assert got.seq == 4 and got.frame.endswith(stored[0])  # the bytes as stored, not re-encoded
+    for bad in stored[2:]:  # kept as they are; refused one by one, like any stored garbage
+        with pytest.raises(ProtocolError):
+            decode_stored(bad)
+
+
+def test_a_reply_that_is_not_a_plain_page_is_left_to_the_usual_reading() -> None:
+    assert page_payloads(encode_error("not_found", "no execution 'x'", 7)) is None
+    assert page_payloads(encode_ok(7, events=[], lastSeq=1.5)) is None  # read (and refused) there
+    assert page_payloads(b'{"ok":true,"events":[1,') is None
+    assert page_payloads(b"not json") is None

@@ -14,7 +14,7 @@ from typing import Any, Generic, TypeVar
 from zmqmon.core.events import Event, parse_event
 from zmqmon.core.requests import encode_request, parse_reply
 from zmqmon.core.state import ExecutionState
-from zmqmon.core.wire import loads
+from zmqmon.core.wire import dumps, loads
 from zmqmon.core.workflow import WorkflowDefinition
 from zmqmon.errors import ProtocolError
 
@@ -23,6 +23,7 @@ __all__ = [
     "cancel",
     "create_workflow",
     "events",
+    "events_payloads",
     "events_raw",
     "execute",
     "executions",
@@ -37,11 +38,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One request: its op, its fields (camelCase, None = absent) and its reply reader."""
+    """One request: its op, its fields (camelCase, None = absent) and its reply reader.
+
+    ``read_raw``, if given, reads the reply's bytes first and may answer without parsing them
+    (a relay that keeps events as bytes); it returns None for anything it does not read itself
+    (an error reply, an unexpected shape), which ``read`` then decides as usual.
+    """
 
     op: str
     fields: Mapping[str, Any]
     read: Callable[[dict[str, Any]], T]
+    read_raw: Callable[[bytes], T | None] | None = None
 
     def encode(self, request_id: int) -> bytes:
         """The request frame, carrying ``request_id``."""
@@ -49,6 +56,10 @@ class Call(Generic[T]):
 
     def result(self, reply: bytes) -> T:
         """Decode a reply: raises the matching ``ServiceError`` or :class:`ProtocolError`."""
+        if self.read_raw is not None:
+            fast = self.read_raw(reply)
+            if fast is not None:
+                return fast
         obj = parse_reply(reply)
         try:
             return self.read(obj)
@@ -122,6 +133,31 @@ def events_raw(
     """``events`` as wire dicts, not validated (for a relay that validates what it relays and
     keeps the bytes): (events with seq > ``after_seq``, the execution's ``lastSeq``)."""
     return Call("events", _events_fields(execution_id, after_seq, limit, fresh), _events_raw)
+
+
+def _events_payloads(reply: dict[str, Any]) -> tuple[list[bytes], int]:
+    items, last = _events_raw(reply)
+    return [dumps(e) for e in items], last
+
+
+def events_payloads(
+    execution_id: str,
+    after_seq: int = 0,
+    limit: int = 1000,
+    *,
+    fresh: bool = True,
+    read_raw: Callable[[bytes], tuple[list[bytes], int] | None] | None = None,
+) -> Call[tuple[list[bytes], int]]:
+    """``events`` as each event's JSON, not validated: (payloads with seq > ``after_seq``, the
+    execution's ``lastSeq``). The service splices the stored bytes into its reply; ``read_raw``
+    (see :class:`Call`) may cut them out as they are, else the reply is parsed and each event
+    encoded again."""
+    return Call(
+        "events",
+        _events_fields(execution_id, after_seq, limit, fresh),
+        _events_payloads,
+        read_raw,
+    )
 
 
 def executions(
