@@ -147,7 +147,7 @@ class Session:
         tracks the execution (or did, to its end: what the lanes bring of it now are late
         duplicates, which the core drops), else queued as it is. 1 if queued as it is, else 0.
 
-        Called per event per client, so the common case (room in the queue) is inlined here.
+        Called per event per client, so queueing (``_queue`` less its checks) is inlined here.
         """
         if self._knows(item.execution_id):
             self.feed(item)
@@ -155,9 +155,7 @@ class Session:
         if self.closing:
             return 0
         size = len(frame)
-        if self._congested_since is None and (
-            self._backlog + self._pending_bytes + size <= self.high_water or self._room_for(size)
-        ):
+        if self._room_for(size):
             pending = self._pending
             if not pending:
                 self.hub.mark_dirty(self)
