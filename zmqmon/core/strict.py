@@ -59,11 +59,6 @@ def _meta(metadata: list[Any]) -> msgspec.Meta | None:
             kw["le"] = m.le
         elif isinstance(m, annotated_types.MinLen):
             kw["min_length"] = m.min_length
-        elif isinstance(m, FieldInfo):
-            meta = _meta(m.metadata)
-            if meta is not None:
-                kw.update({k: getattr(meta, k) for k in ("ge", "le", "min_length", "pattern")
-                           if getattr(meta, k) is not None})  # fmt: skip
         elif getattr(m, "pattern", None) is not None:
             # Stricter than the model's regex: Python's `$` also matches before a final "\n"
             # (the models' does not), and `\d` to ASCII (the Unicode tables of the two regex
@@ -80,7 +75,10 @@ def _strict(annotation: Any, metadata: list[Any], mirrors: dict[type, type]) -> 
     origin = get_origin(annotation)
     if origin is Annotated:
         inner, *extra = get_args(annotation)
-        return _strict(inner, [*metadata, *extra], mirrors)
+        # (a nested `Annotated[int, Field(ge=0)]` carries its constraints in a FieldInfo)
+        for m in extra:
+            metadata = [*metadata, *(m.metadata if isinstance(m, FieldInfo) else [m])]
+        return _strict(inner, metadata, mirrors)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         tp: Any = _mirror(annotation, mirrors)
     elif origin in (Union, types.UnionType):
