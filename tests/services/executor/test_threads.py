@@ -74,8 +74,10 @@ async def test_outcomes_that_finish_together_wake_the_loop_once(
     monkeypatch.setattr(loop, "call_soon_threadsafe", counting)
     calls = [asyncio.ensure_future(threads.call(lambda x: x * 2, i)) for i in range(50)]
     await asyncio.sleep(0)  # every call queued (the futures' first step)
-    # The loop is kept busy (blocked here) until every call has finished on its thread.
-    wait_for(lambda: threads.running == 0 and all(not c.done() for c in calls))
+    # The loop is kept busy (blocked here) until every call has finished on its thread and
+    # handed its outcome back. (`running` alone could read 0 between two calls of a thread.)
+    wait_for(lambda: len(threads._settling.get(loop, ())) == 50)
+    assert not any(c.done() for c in calls)
     assert [o.value for o in await asyncio.gather(*calls)] == [2 * i for i in range(50)]
     assert wakeups == 1
     threads.close()
