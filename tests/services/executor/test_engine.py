@@ -529,7 +529,29 @@ def test_a_bare_engine_keeps_the_last_events_and_an_exact_state(
     finally:
         engine.close()
     assert len(events) > 20
-    kept = run.events  # no store to read older ones from: the last four
-    assert kept == events[-4:] and run.events_after(len(events) - 2) == events[-2:]
+    kept = run.events  # no store to read older ones from: the last 4, plus 2 for its one agent
+    assert kept == events[-6:] and run.events_after(len(events) - 2) == events[-2:]
     assert state == check_events(events)  # the state is still that of every event
     assert state.status == "completed" and state.agents[0].progress == 100
+
+
+def test_the_memory_bound_follows_the_workflows_size_not_its_length(
+    events: list[dict[str, Any]],
+) -> None:
+    # Two events per agent on top of the cap: a large fan-out's lifecycle stays in memory (and
+    # is not folded into the state event by event), while a long stream of progress is cut.
+    engine = WorkflowEngine(EventEmitter(events.append), max_events_in_memory=3)
+    try:
+        small = engine.submit(Workflow("Fan", [Agent(f"a{i}", noop) for i in range(30)]))
+        small.wait(10)
+        assert len(events) > 3 + 60  # execution:started, 60 agent events, progress, the end
+        assert small.events == events[-(3 + 60) :]
+        events.clear()
+        engine.max_events_in_memory = 1000
+        large = engine.submit(Workflow("Fan", [Agent(f"a{i}", noop) for i in range(600)]))
+        state = large.wait(30)
+    finally:
+        engine.close()
+    assert len(events) > 1000  # more than the cap, and all of them kept
+    assert large.events == events and large._record.evicted == 0
+    assert state == check_events(events)

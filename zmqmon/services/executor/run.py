@@ -41,10 +41,16 @@ from zmqmon.services.executor.results import fit, to_json_safe
 if TYPE_CHECKING:
     from zmqmon.services.executor.engine import WorkflowEngine
 
-__all__ = ["CANCEL_GRACE", "ExecutionRun"]
+__all__ = ["CANCEL_GRACE", "LIFECYCLE_EVENTS", "ExecutionRun"]
 
 #: how long cancelled agents get to unwind before the terminal event goes out anyway
 CANCEL_GRACE: Final = 2.0
+#: events kept in memory per agent on top of ``max_events_in_memory``: each agent's start and
+#: end. The bound then follows the workflow's size (already in memory several times over: its
+#: definition, plan, state and results), never its length (progress); and a bare engine does
+#: not fold the evicted lifecycle of a large fan-out into its state on the loop, event by event
+#: (parse + reduce, ~20 µs each: the larger part of a 1,000-agent workflow's overhead)
+LIFECYCLE_EVENTS: Final = 2
 
 Build = Callable[[EventEmitter], dict[str, Any]]
 
@@ -95,7 +101,7 @@ class ExecutionRun:
             workflow_name=plan.definition.name,
             cancel=lambda reason: engine.cancel(execution_id, reason),
             endpoints=engine.endpoints,
-            max_events=engine.max_events_in_memory,
+            max_events=engine.max_events_in_memory + LIFECYCLE_EVENTS * len(self.specs),
             history=engine.history,
             lock=self.lock,
         )
