@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Final
 
@@ -251,8 +251,12 @@ class ReadySet:
 
     __slots__ = ("_dependants", "_failed", "_running", "_waiting", "done")
 
-    def __init__(self, definition: WorkflowDefinition) -> None:
-        order = topological_order(definition)
+    def __init__(
+        self, definition: WorkflowDefinition, order: Sequence[str] | None = None
+    ) -> None:
+        """``order``: the definition's :func:`topological_order`, if the caller has it."""
+        if order is None:
+            order = topological_order(definition)
         deps = {a.id: a.depends_on for a in definition.agents}
         self._waiting: dict[str, set[str]] = {a: set(deps[a]) for a in order}
         self._dependants: dict[str, list[str]] = {a: [] for a in order}

@@ -78,7 +78,7 @@ class ExecutionRun:
         self.inputs = inputs
         self.user_id = user_id
         self.specs = {a.id: a for a in plan.definition.agents}
-        self.ready = ReadySet(plan.definition)
+        self.ready = ReadySet(plan.definition, plan.order)
         self.lock = threading.Lock()
         self.closed = False
         self.cancel_reason: str | None = None
