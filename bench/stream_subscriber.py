@@ -190,7 +190,7 @@ def subscriber_throughput(quick: bool) -> list[Row]:
     baselines alternate (a slow spell of a shared machine lands on both sides alike); each
     figure is the best of its rounds.
     """
-    m, rounds = (20_000, 2) if quick else (100_000, 3)
+    m, rounds = (20_000, 2) if quick else (100_000, 5)
     series: dict[str, Callable[[], float]] = {
         "live": lambda: _zmqmon(m, drain=False),
         "live raw": lambda: _raw(m, drain=False),
