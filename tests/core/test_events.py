@@ -56,6 +56,7 @@ def test_snake_case_attributes() -> None:
         ({"type": "agent:exploded"}, "does not match any of the expected tags"),
         ({"seq": 0}, "seq: Input should be greater than or equal to 1"),
         ({"timestamp": "2026-11-25 10:00:00"}, "timestamp: String should match pattern"),
+        ({"timestamp": "٢٠٢٦-11-25T10:00:00.000Z"}, "timestamp: String should match pattern"),
         ({"executionId": ""}, "executionId: String should have at least 1 character"),
         ({"data": {"agentId": "a", "agentName": "A", "progress": 101}}, "data.progress"),
         ({"data": {"agentName": "A", "progress": 1}}, "data.agentId: Field required"),

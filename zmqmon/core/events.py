@@ -86,7 +86,9 @@ TERMINAL_TYPES: Final[frozenset[str]] = frozenset(
     {"execution:completed", "execution:failed", "execution:cancelled"}
 )
 
-_TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+#: ASCII digits only: a Unicode ``\d`` (the Rust regex's) would let another script's digits
+#: through, which no timestamp parser reads back (and the bridge's strict decoder refuses)
+_TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
 
 Percent = Annotated[int, Field(ge=0, le=100)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
