@@ -251,9 +251,7 @@ class ReadySet:
 
     __slots__ = ("_dependants", "_failed", "_running", "_waiting", "done")
 
-    def __init__(
-        self, definition: WorkflowDefinition, order: Sequence[str] | None = None
-    ) -> None:
+    def __init__(self, definition: WorkflowDefinition, order: Sequence[str] | None = None) -> None:
         """``order``: the definition's :func:`topological_order`, if the caller has it."""
         if order is None:
             order = topological_order(definition)
