@@ -12,6 +12,7 @@ from zmqmon.core.workflow import (
     AgentAllowList,
     ReadySet,
     parse_workflow,
+    parse_workflow_ordered,
     ready_agents,
     topological_order,
     workflow_digest,
@@ -258,3 +259,21 @@ def test_the_ready_set_agrees_with_the_rule_at_every_step(
         assert ready_agents(wf, done=rs.done, running=rs.running) == []
     if not rs.failed:
         assert rs.finished and rs.done == {a.id for a in wf.agents}
+
+
+def test_parse_workflow_ordered_gives_the_definition_and_the_order_it_checked() -> None:
+    raw = _wf(
+        {"id": "c", "uses": "m:f", "dependsOn": ["b"]},
+        {"id": "a", "uses": "m:f"},
+        {"id": "b", "uses": "m:f", "dependsOn": ["a"]},
+    )
+    definition, order = parse_workflow_ordered(raw)
+    assert definition == parse_workflow(raw)
+    assert order == topological_order(definition) == ["a", "b", "c"]
+    with pytest.raises(WorkflowError, match="dependency cycle"):
+        parse_workflow_ordered(
+            _wf(
+                {"id": "a", "uses": "m:f", "dependsOn": ["a2"]},
+                {"id": "a2", "uses": "m:f", "dependsOn": ["a"]},
+            )
+        )

@@ -32,6 +32,7 @@ __all__ = [
     "ReadySet",
     "WorkflowDefinition",
     "parse_workflow",
+    "parse_workflow_ordered",
     "ready_agents",
     "topological_order",
     "workflow_digest",
@@ -333,6 +334,16 @@ def parse_workflow(
     the description 10,000. Raises :class:`WorkflowError` naming the fault, e.g.
     ``agents.1.dependsOn: …`` or ``dependency cycle: a -> b -> a``.
     """
+    return parse_workflow_ordered(source, max_agents=max_agents)[0]
+
+
+def parse_workflow_ordered(
+    source: Mapping[str, Any] | str | bytes | WorkflowDefinition,
+    *,
+    max_agents: int | None = None,
+) -> tuple[WorkflowDefinition, list[str]]:
+    """:func:`parse_workflow`, with the :func:`topological_order` that checked it (a caller
+    that runs the workflow needs it too: it is not computed twice)."""
     if isinstance(source, WorkflowDefinition):
         definition = source
         _check_agent_count(len(definition.agents), max_agents)
@@ -351,8 +362,7 @@ def parse_workflow(
             definition = WorkflowDefinition.model_validate(source)
         except ValidationError as exc:
             raise WorkflowError(f"invalid workflow: {validation_message(exc)}") from exc
-    topological_order(definition)
-    return definition
+    return definition, topological_order(definition)
 
 
 def workflow_digest(definition: WorkflowDefinition) -> str:

@@ -30,8 +30,7 @@ from zmqmon.core.events import validation_message
 from zmqmon.core.workflow import (
     AgentAllowList,
     WorkflowDefinition,
-    parse_workflow,
-    topological_order,
+    parse_workflow_ordered,
 )
 from zmqmon.errors import WorkflowError
 from zmqmon.services.executor.api import Workflow
@@ -93,9 +92,13 @@ def resolve_uses(path: str, allow: AgentAllowList | None = None) -> Callable[...
 
 def as_definition(workflow: WorkflowLike) -> WorkflowDefinition:
     """The JSON definition of anything :func:`compile_workflow` accepts (checks shape only)."""
+    return _ordered_definition(workflow)[0]
+
+
+def _ordered_definition(workflow: WorkflowLike) -> tuple[WorkflowDefinition, list[str]]:
     if isinstance(workflow, Workflow):
-        return parse_workflow(workflow.to_definition())
-    return parse_workflow(workflow)
+        return parse_workflow_ordered(workflow.to_definition())
+    return parse_workflow_ordered(workflow)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
@@ -148,7 +151,7 @@ def compile_workflow(workflow: WorkflowLike, *, allow: AgentAllowList | None = N
     :class:`Workflow` are the caller's own objects and are not checked against it.
     Raises :class:`WorkflowError` naming the fault (see the module docstring).
     """
-    definition = as_definition(workflow)
+    definition, order = _ordered_definition(workflow)
     given = workflow.callables() if isinstance(workflow, Workflow) else {}
     if allow is not None:
         for spec in definition.agents:  # every path checked before the first import
@@ -173,7 +176,7 @@ def compile_workflow(workflow: WorkflowLike, *, allow: AgentAllowList | None = N
         functions[spec.id] = fn
     return Plan(
         definition=definition,
-        order=topological_order(definition),
+        order=order,
         functions=functions,
         is_async=_kinds(functions),
     )
