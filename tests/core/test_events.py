@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import reducer_fixtures
 from zmqmon.core.events import (
@@ -83,3 +85,16 @@ def test_parse_timestamp_is_the_inverse_of_format_timestamp() -> None:
         assert abs(parse_timestamp(format_timestamp(t)) - t) < 0.001
     assert math.isnan(parse_timestamp("yesterday"))
     assert math.isnan(parse_timestamp("2026-11-25T10:00:00.xyzZ"))
+
+
+@given(st.lists(st.floats(min_value=0, max_value=4_000_000_000), min_size=1, max_size=20))
+def test_format_timestamp_matches_datetime_whatever_came_before(times: list[float]) -> None:
+    # The per-second and per-millisecond caches never hand out another instant's text.
+    from datetime import UTC, datetime
+
+    from zmqmon.core.events import format_timestamp
+
+    for t in times + times[::-1]:
+        ms = round(t * 1000)
+        expected = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        assert format_timestamp(t) == f"{expected}.{ms % 1000:03d}Z"

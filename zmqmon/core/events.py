@@ -336,7 +336,11 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     return event.model_dump(by_alias=True, mode="json", exclude_unset=False)
 
 
-_ts_cache: list[Any] = [-1, ""]
+#: the last second's text and the last millisecond's, each ``(number, text)``; each replaced
+#: by one assignment, so a thread never pairs one second's number with another's text
+_ts_cache: list[tuple[int, str]] = [(-1, ""), (-1, "")]
+#: ``.000Z`` … ``.999Z``: a lookup instead of a format per event
+_MILLIS_SUFFIX: Final = tuple(f".{m:03d}Z" for m in range(1000))
 _epoch_cache: dict[str, float] = {}
 
 
@@ -365,14 +369,21 @@ def parse_timestamp(timestamp: str) -> float:
 def format_timestamp(epoch_seconds: float) -> str:
     """UTC ISO 8601 with milliseconds and ``Z``: ``2026-11-25T10:00:10.000Z``.
 
-    Called once per published event, so the per-second prefix is cached.
+    Called once per published event (a burst has many in one millisecond), so the last
+    millisecond's text and the last second's prefix are cached.
     """
-    whole, millis = divmod(round(epoch_seconds * 1000), 1000)
+    total = round(epoch_seconds * 1000)
     cache = _ts_cache
-    if cache[0] != whole:
-        cache[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        cache[0] = whole
-    return f"{cache[1]}.{millis:03d}Z"
+    last = cache[1]
+    if last[0] == total:
+        return last[1]
+    whole, millis = divmod(total, 1000)
+    second = cache[0]
+    if second[0] != whole:
+        second = cache[0] = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    text = second[1] + _MILLIS_SUFFIX[millis]
+    cache[1] = (total, text)
+    return text
 
 
 def build_event_dict(
