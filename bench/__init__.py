@@ -3,6 +3,12 @@
 Each suite module ``bench/bench_<name>.py`` defines ``run(quick: bool) -> list[Row]``, measuring
 zmqmon *and* its raw baseline (pyzmq or websockets) in the same run, so that what is reported is
 a ratio against this machine, today, not a wall-clock number from elsewhere.
+
+A shared VM's speed swings (2× within a minute was seen here): where a suite repeats, zmqmon's
+runs alternate with their baseline's and each keeps its best. For an A/B of a code change that
+no neighbour disturbs, count instructions instead (``valgrind --tool=cachegrind``, the same
+script at two sizes, the difference divided by the extra work): the executor's and the
+Subscriber's figures in ``docs/capacity.md`` and the issue notes were taken so.
 """
 
 from __future__ import annotations
