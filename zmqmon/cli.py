@@ -117,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--max-events-in-memory",
         metavar="N",
-        help="events kept in memory per running execution, plus two per agent; older ones are "
-        "read from the store " + _env_help("max_events_in_memory"),
+        help="events kept in memory per running execution; older ones are read from the store "
+        + _env_help("max_events_in_memory"),
     )
     limits.add_argument(
         "--max-workers",

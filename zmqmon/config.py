@@ -110,8 +110,8 @@ class ServiceLimits:
     * ``max_request_bytes`` — the largest state-service request frame (ZeroMQ's ``MAXMSGSIZE``
       on the ROUTER socket: a bigger message is never read; ZeroMQ drops that connection);
     * ``max_agents`` — agents per workflow definition (``create_workflow``, ``execute``);
-    * ``max_events_in_memory`` — events an execution's handle keeps in memory, plus two per
-      agent (each agent's start and end); older ones are read back from the store;
+    * ``max_events_in_memory`` — events an execution's handle keeps in memory; older ones are
+      read back from the store;
     * ``max_workers`` — sync agents running at once (stuck ones given up on not counted).
     """
 

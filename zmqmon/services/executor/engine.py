@@ -49,9 +49,10 @@ class WorkflowEngine:
     ``progress_interval`` is the coalescing interval of ``agent:progress`` and
     ``execution:progress`` (seconds; 0 = every call). ``agents``: the modules a definition's
     ``uses`` may import (None: any — the engine in the user's own process; a service passes its
-    ``--agents`` list). Each execution keeps its last ``max_events_in_memory`` events in memory,
-    plus two per agent (its lifecycle: the bound follows the workflow's size, not its length);
-    ``history`` (the service's store) reads older ones back for its handle. Safe to use from any
+    ``--agents`` list). Each execution keeps its last ``max_events_in_memory`` events in memory;
+    ``history`` (the service's store) reads older ones back for its handle. Without a history
+    (a bare engine) it keeps two more per agent, its start and end (see ``LIFECYCLE_EVENTS`` in
+    :mod:`.run`). Safe to use from any
     thread. ``endpoints`` (set by whoever publishes the events) is handed to each handle.
 
     ``dask``: run every agent on a Dask distributed cluster instead — a scheduler address, a

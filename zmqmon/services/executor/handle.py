@@ -87,9 +87,10 @@ class ExecutionHandle:
     * ``events`` (every event emitted so far, wire dicts), ``events_after(seq)`` (those after a
       seq), ``state`` (the reducer's view of them), ``endpoints`` (the event stream and state
       service to watch it from, when there are some). The engine keeps only an execution's last
-      ``max_events_in_memory`` events in memory (plus two per agent); older ones are read back
-      from the service's store. A bare :class:`WorkflowEngine` has no store: there, ``events``
-      starts at the oldest event still kept (``state`` is exact all the same).
+      ``max_events_in_memory`` events in memory; older ones are read back from the service's
+      store. A bare :class:`WorkflowEngine` has no store: it keeps two more per agent (each
+      agent's start and end), and ``events`` starts at the oldest event still kept (``state`` is
+      exact all the same).
 
     In a notebook the handle displays as the live monitor (``zmqmon.widgets.display_handle``)
     when the widgets are installed, else as text.

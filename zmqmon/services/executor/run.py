@@ -45,11 +45,12 @@ __all__ = ["CANCEL_GRACE", "LIFECYCLE_EVENTS", "ExecutionRun"]
 
 #: how long cancelled agents get to unwind before the terminal event goes out anyway
 CANCEL_GRACE: Final = 2.0
-#: events kept in memory per agent on top of ``max_events_in_memory``: each agent's start and
-#: end. The bound then follows the workflow's size (already in memory several times over: its
-#: definition, plan, state and results), never its length (progress); and a bare engine does
-#: not fold the evicted lifecycle of a large fan-out into its state on the loop, event by event
-#: (parse + reduce, ~20 µs each: the larger part of a 1,000-agent workflow's overhead)
+#: events a bare engine (no store) keeps in memory per agent on top of
+#: ``max_events_in_memory``: each agent's start and end. Without a store to read evicted events
+#: back from, it folds each into the handle's state as it evicts it, on the loop (parse +
+#: reduce, ~20 µs each: the larger part of a 1,000-agent fan-out's overhead). Its bound then
+#: follows the workflow's size (in memory several times over already: definition, plan, state,
+#: results), never its length (progress). With a store, evicting costs nothing: no allowance.
 LIFECYCLE_EVENTS: Final = 2
 
 Build = Callable[[EventEmitter], dict[str, Any]]
@@ -101,7 +102,8 @@ class ExecutionRun:
             workflow_name=plan.definition.name,
             cancel=lambda reason: engine.cancel(execution_id, reason),
             endpoints=engine.endpoints,
-            max_events=engine.max_events_in_memory + LIFECYCLE_EVENTS * len(self.specs),
+            max_events=engine.max_events_in_memory
+            + (LIFECYCLE_EVENTS * len(self.specs) if engine.history is None else 0),
             history=engine.history,
             lock=self.lock,
         )
