@@ -52,8 +52,8 @@ class WorkflowEngine:
     ``--agents`` list). Each execution keeps its last ``max_events_in_memory`` events in memory;
     ``history`` (the service's store) reads older ones back for its handle. Without a history
     (a bare engine) it keeps two more per agent, its start and end (see ``LIFECYCLE_EVENTS`` in
-    :mod:`.run`). Safe to use from any
-    thread. ``endpoints`` (set by whoever publishes the events) is handed to each handle.
+    :mod:`.run`). Safe to use from any thread. ``endpoints`` (set by whoever publishes the
+    events) is handed to each handle.
 
     ``dask``: run every agent on a Dask distributed cluster instead — a scheduler address, a
     ``distributed.Client`` or a cluster object (``LocalCluster``); ``dask_channel`` is where this
