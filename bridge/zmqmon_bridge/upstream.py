@@ -24,6 +24,7 @@ import zmq.asyncio
 
 from zmqmon.core.wire import HEARTBEAT_TOPIC
 from zmqmon.shells.curve import CurveClient
+from zmqmon.shells.frames import read_batch
 
 __all__ = ["RCVHWM", "Upstream"]
 
@@ -33,7 +34,6 @@ RCVHWM: Final = 10_000  # messages queued in the bridge before the publisher dro
 RCVBUF: Final = 1024 * 1024  # the kernel's share of that queue (bytes): well under a second
 _BATCH: Final = 256  # messages per loop turn ...
 _BATCH_BYTES: Final = 256 * 1024  # ... or bytes, whichever comes first
-_NOBLOCK: Final = int(zmq.NOBLOCK)  # (a plain int: no enum built per call)
 
 
 class Upstream:
@@ -102,33 +102,13 @@ class Upstream:
             await sock.poll()  # (for POLLIN: a message waits)
             # Drain what is already queued without yielding per message (cheaper), but give
             # the loop a turn every batch so that clients' messages and writes are served too.
-            # Frames, not recv_multipart: a frame says whether more follow (recv_multipart asks
-            # the socket twice per message, a third of what a message costs here).
-            n, budget = 0, _BATCH_BYTES
-            batch: list[tuple[bytes, bytes]] = []
-            while n < _BATCH and budget > 0:
-                try:
-                    first = recv(_NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                n += 1
-                if not first.more:
-                    self.malformed += 1
-                    continue
-                second = recv(_NOBLOCK, copy=False)
-                if second.more:  # more than [topic, payload]: not of the contract
-                    while recv(_NOBLOCK, copy=False).more:
-                        pass
-                    self.malformed += 1
-                    continue
-                payload = second.bytes
-                budget -= len(payload)
-                batch.append((first.bytes, payload))
-            self.messages += n
+            batch = read_batch(recv, _BATCH, _BATCH_BYTES)
+            self.malformed += len(batch.malformed)  # not [topic, payload]: never relayed
+            self.messages += batch.read
             now = time.monotonic()
             self.last_traffic = now
-            on_batch(batch, now)
-            if n >= _BATCH or budget <= 0:
+            on_batch(batch.messages, now)
+            if batch.full:
                 await asyncio.sleep(0)  # a full batch: let the rest of the loop run
 
     async def close(self) -> None:
