@@ -16,6 +16,7 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from bench import Row
@@ -23,25 +24,17 @@ from zmqmon.core.emitter import EventEmitter
 from zmqmon.services.executor import Agent, AgentContext, Workflow, WorkflowEngine
 
 
-async def _noop_async(ctx: AgentContext) -> None:
-    return None
+async def _noop_async(ctx: AgentContext | None = None) -> None:
+    return None  # (an agent, and without a context the baseline's own task)
 
 
-def _noop_sync(ctx: AgentContext) -> None:
+def _noop_sync(ctx: AgentContext | None = None) -> None:
     return None
 
 
 class _Sink:
     def progress(self, percent: float, message: str | None = None) -> None:
         return None
-
-
-def _noop() -> None:
-    return None
-
-
-async def _noop_coro() -> None:
-    return None
 
 
 class _BareLoop:
@@ -57,15 +50,15 @@ class _BareLoop:
         asyncio.run_coroutine_threadsafe(make(), self.loop).result(120)
 
     async def fan_out(self, n: int) -> None:
-        await asyncio.gather(*(asyncio.create_task(_noop_coro()) for _ in range(n)))
+        await asyncio.gather(*(asyncio.create_task(_noop_async()) for _ in range(n)))
 
     async def chain(self, n: int) -> None:
         for _ in range(n):
-            await asyncio.create_task(_noop_coro())
+            await asyncio.create_task(_noop_async())
 
     async def threads(self, n: int) -> None:
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self.pool, _noop) for _ in range(n)))
+        await asyncio.gather(*(loop.run_in_executor(self.pool, _noop_sync) for _ in range(n)))
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -102,13 +95,13 @@ def run(quick: bool) -> list[Row]:
     engine = WorkflowEngine(EventEmitter(events.append), max_workers=workers)
     bare = _BareLoop(workers)
     try:
-        for label, fn, chain, baseline, what in (
+        for label, fn, chain, bare_work, what in (
             ("async no-op agents, fan-out", _noop_async, False, bare.fan_out, "gathered tasks"),
             ("async no-op agents, chain", _noop_async, True, bare.chain, "awaited tasks"),
             ("sync no-op agents, fan-out", _noop_sync, False, bare.threads, "run_in_executor"),
         ):
             events.clear()
-            us, base = _per_agent(engine, fn, n, chain, lambda b=baseline: bare.run(lambda: b(n)))
+            us, base = _per_agent(engine, fn, n, chain, partial(bare.run, partial(bare_work, n)))
             rows.append(
                 Row(
                     "executor",
