@@ -51,3 +51,37 @@ def test_python_m_bench_runs_a_suite_and_refuses_unknown_ones() -> None:
         [sys.executable, "-m", "bench", "nope"], cwd=ROOT, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "unknown suite(s) nope" in bad.stderr
+
+
+def test_a_paced_run_ends_for_a_server_that_fell_behind_with_lower_bounds() -> None:
+    """bench bridge: readers still waiting at the deadline are cancelled (the run goes on,
+    flagged), a reader's own failure is raised, and each event a probe never got counts with at
+    least the time since the publisher's end."""
+    import asyncio
+    import time
+
+    from bench.bench_bridge import RawClient, _latencies, _settle
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        done.set_result(1)
+        never: asyncio.Future[int] = loop.create_future()
+        behind = await _settle([done, never], timeout=0.01)
+        ok_in_time = await _settle([done], timeout=0.01)
+        failed: asyncio.Future[int] = loop.create_future()
+        failed.set_exception(ConnectionError("closed early"))
+        with pytest.raises(ConnectionError):
+            await _settle([failed], timeout=0.01)
+        return behind, never.cancelled(), ok_in_time
+
+    behind, cancelled, ok_in_time = asyncio.run(scenario())
+    assert (behind, cancelled, ok_in_time) == (True, True, False)
+
+    probe, sink = RawClient(0, probe=True), RawClient(0, probe=False)
+    probe.latencies = [0.001, 0.002]
+    sent = {"t0": time.monotonic() - 5.0, "seconds": 2.0}  # the publisher ended 3 s ago
+    assert _latencies([probe, sink], 5, sent, late=False) == [0.001, 0.002]
+    filled = _latencies([probe, sink], 5, sent, late=True)
+    assert filled[:2] == [0.001, 0.002] and len(filled) == 5
+    assert all(x >= 3.0 for x in filled[2:])
