@@ -157,6 +157,7 @@ def run(quick: bool) -> list[Row]:
                 "s",
                 "≤ 1 s",
                 target_value=1.0,
+                note=f"log {log['longestSilenceS']:.2f} s, state {state['longestSilenceS']:.2f} s",
             )
         )
     return rows
